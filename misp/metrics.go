@@ -1,0 +1,82 @@
+package misp
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the client's Prometheus metrics. A nil *Metrics is valid and records nothing.
+// Labels are bounded: endpoint is a route template ("/events/publish/{id}", never a path
+// with an id or uuid in it) and code an HTTP status or "error" for transport failures.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	retries  *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered). Several
+// clients (one per MISPInstance) may share one *Metrics; calling NewMetrics twice on the
+// same registry returns collectors bound to the already registered ones. A registration
+// conflict with a different metric of the same name is a programming error and panics, as
+// prometheus.MustRegister does.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misp_api_requests_total",
+			Help: "HTTP requests sent to the MISP REST API (every attempt), by route template and status code (\"error\" for transport failures).",
+		}, []string{"endpoint", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "misp_api_request_duration_seconds",
+			Help:    "Duration of one MISP REST API attempt, by route template.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"endpoint"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misp_api_retries_total",
+			Help: "MISP REST API attempts repeated after a network error, a 5xx or a 429, by route template.",
+		}, []string{"endpoint"}),
+	}
+	if reg != nil {
+		m.requests = register(reg, m.requests)
+		m.latency = register(reg, m.latency)
+		m.retries = register(reg, m.retries)
+	}
+	return m
+}
+
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing
+		}
+	}
+	panic(fmt.Sprintf("misp: register metrics: %v", err))
+}
+
+// observe records one attempt; status 0 means a transport error.
+func (m *Metrics) observe(endpoint string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	code := "error"
+	if status != 0 {
+		code = strconv.Itoa(status)
+	}
+	m.requests.WithLabelValues(endpoint, code).Inc()
+	m.latency.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+func (m *Metrics) retried(endpoint string) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(endpoint).Inc()
+}
