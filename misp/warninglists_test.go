@@ -194,7 +194,7 @@ func TestAddWarninglist(t *testing.T) {
 			wantID: "137"},
 		{name: "duplicate name on the first attempt is an error", wl: custom,
 			handlers: []http.HandlerFunc{answer(403, `{"saved":false,"name":"Could not add warninglist","message":"Could not add warninglist","url":"/warninglists/add","errors":{"name":["Warninglist with same name already exists."]}}`)},
-			wantErr: ErrValidation},
+			wantErr:  ErrValidation},
 		{name: "empty name", wl: Warninglist{}, wantErr: ErrInvalidArgument},
 	}
 	for _, tt := range tests {
