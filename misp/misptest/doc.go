@@ -1,0 +1,14 @@
+// Package misptest is an in-process, stateful double of a MISP 2.5.1 server, in the spirit of
+// net/http/httptest: NewServer starts a REST API on 127.0.0.1:0 (and optionally a ZeroMQ PUB
+// socket) that answers like the real MISP captured in /work/shared/misp/real/.
+//
+// Fidelity is the point: the double is never kinder than MISP. It reproduces the awkward parts
+// that trip up clients — IDs as JSON strings, `[]` versus `{}`, the `Tag` key missing when an
+// event has no tags, HTML-escaped error bodies, 403 for validation errors, 405 for a forbidden
+// publish, 302 from /warninglists/delete whatever happened, a warninglist cache that keeps
+// matching a deleted list, global tag changes that unpublish an event and bump its timestamp,
+// and the exact ZeroMQ message sequences of a pull or a push (misp/real/sync/README.md).
+//
+// The double is wire-level: it does not import the project's MISP client. Tests talk to it
+// over HTTP and ZeroMQ exactly as they would talk to a real MISP.
+package misptest

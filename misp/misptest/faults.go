@@ -1,0 +1,150 @@
+package misptest
+
+import (
+	"bytes"
+	"encoding/json"
+	"hash/fnv"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Fault describes how the double misbehaves on an endpoint.
+//
+// Every call first waits Latency. Then it fails with probability ErrorRate (decided by a
+// seeded generator per endpoint, so a test sees the same sequence every run). A failing call
+// has its connection dropped when DropConn is set, and otherwise gets ErrorStatus (500, 502 or
+// 429; 500 when unset). ErrorRate 0 with DropConn or ErrorStatus set means "every call fails".
+type Fault struct {
+	Latency     time.Duration
+	ErrorRate   float64
+	ErrorStatus int
+	DropConn    bool
+}
+
+type faultState struct {
+	Fault
+	rng *rand.Rand
+}
+
+// SetFault installs a fault for endpoint (a route such as "/events/index"; "" applies to every
+// route without a fault of its own). The zero Fault removes it.
+func (s *Server) SetFault(endpoint string, f Fault) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if f == (Fault{}) {
+		delete(s.faults, endpoint)
+		return
+	}
+	hs := fnv.New64a()
+	hs.Write([]byte(endpoint))
+	s.faults[endpoint] = &faultState{Fault: f, rng: rand.New(rand.NewPCG(s.opts.Seed, hs.Sum64()))}
+}
+
+// SetDown makes every REST call fail with a reset connection (MISP's host unreachable behind
+// its proxy) until SetDown(false).
+func (s *Server) SetDown(down bool) {
+	s.faultMu.Lock()
+	s.down = down
+	s.faultMu.Unlock()
+}
+
+func (s *Server) isDown() bool {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	return s.down
+}
+
+// applyFault runs the fault for route, if any, and reports whether it answered the call.
+func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) bool {
+	s.faultMu.Lock()
+	fs := s.faults[route]
+	if fs == nil {
+		fs = s.faults[""]
+	}
+	var f Fault
+	fail := false
+	if fs != nil {
+		f = fs.Fault
+		p := f.ErrorRate
+		if p == 0 && (f.DropConn || f.ErrorStatus != 0) {
+			p = 1
+		}
+		fail = p > 0 && fs.rng.Float64() < p
+	}
+	s.faultMu.Unlock()
+	if fs == nil {
+		return false
+	}
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-c.r.Context().Done():
+			t.Stop()
+			return true
+		case <-s.closing:
+			t.Stop()
+		}
+	}
+	if !fail {
+		return false
+	}
+	if f.DropConn {
+		resetConn(w, false)
+		return true
+	}
+	status := f.ErrorStatus
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	switch status {
+	case http.StatusBadGateway, http.StatusGatewayTimeout, http.StatusServiceUnavailable:
+		// These come from the nginx in front of MISP (the captures' Server header), as HTML.
+		text := http.StatusText(status)
+		body := []byte("<html>\r\n<head><title>" + strconv.Itoa(status) + " " + text + "</title></head>\r\n<body>\r\n<center><h1>" +
+			strconv.Itoa(status) + " " + text + "</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n")
+		c.w.Header().Set("Content-Type", "text/html")
+		c.w.WriteHeader(status)
+		c.status = status
+		c.w.Write(body)
+	case http.StatusTooManyRequests:
+		// MISP's per-role rate limit (enforce_rate_limit); the body shape follows CakePHP's
+		// exception renderer, the headers MISP's RateLimit. Not captured: inferred.
+		c.w.Header().Set("X-Rate-Limit-Limit", "0")
+		c.w.Header().Set("X-Rate-Limit-Remaining", "0")
+		c.w.Header().Set("X-Rate-Limit-Reset", "60")
+		c.errorJSON(status, "Rate limit exceeded.")
+	default:
+		c.errorJSON(status, "An Internal Error Has Occurred.")
+	}
+	return true
+}
+
+// resetConn hijacks the connection and closes it without an answer; with rst the close
+// sends a TCP reset (linger 0) instead of a FIN.
+func resetConn(w http.ResponseWriter, rst bool) {
+	if cw, ok := w.(*countingWriter); ok {
+		w = cw.ResponseWriter
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok && rst {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+func newJSONDecoder(b []byte) *json.Decoder {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec
+}
