@@ -181,13 +181,31 @@ func TestTopicPrefixFiltering(t *testing.T) {
 	}
 }
 
-func TestPublishRejectsBadTopicsAndClosedPublisher(t *testing.T) {
+func TestOddFramesAreSentAsGiven(t *testing.T) {
+	// Tests of the curator's input handling need malformed frames.
 	p, _ := newTestPublisher(t, Options{}, defaultLimits())
-	for _, topic := range []string{"", "misp json", "misp_json ", "misp\x00json"} {
-		if err := p.Publish(topic, []byte("{}")); err == nil {
-			t.Errorf("Publish(%q) succeeded; a subscriber splitting on the first space would misread it", topic)
+	sub := mustDialSub(t, p.Endpoint(), nil, "")
+	waitSubscribed(t, p, "misp_json", 1)
+	tests := []struct{ topic, payload, want string }{
+		{"", `{"Event":"x"}`, ` {"Event":"x"}`},
+		{"misp json", "{}", "misp json {}"},
+		{"misp_json_event", "not json", "misp_json_event not json"},
+		{"misp_json_event", "{\"Event\":", "misp_json_event {\"Event\":"},
+		{"misp\x00json", "\xff\xfe", "misp\x00json \xff\xfe"},
+	}
+	for _, tt := range tests {
+		if err := p.Publish(tt.topic, []byte(tt.payload)); err != nil {
+			t.Fatalf("Publish(%q, %q): %v", tt.topic, tt.payload, err)
+		}
+		m := sub.next(t)
+		if len(m.Frames) != 1 || string(m.Frames[0]) != tt.want {
+			t.Fatalf("Publish(%q, %q) delivered %q, want one frame %q", tt.topic, tt.payload, m.Frames, tt.want)
 		}
 	}
+}
+
+func TestClosedPublisher(t *testing.T) {
+	p, _ := newTestPublisher(t, Options{}, defaultLimits())
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
