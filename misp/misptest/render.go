@@ -69,7 +69,7 @@ func (s *Server) eventIndexRow(ev *eventRec) obj {
 		}
 		tags = append(tags, obj{
 			{"id", itoa(et.id)}, {"event_id", itoa(ev.id)}, {"tag_id", itoa(t.id)}, {"local", et.local},
-			{"relationship_type", ""},
+			{"relationship_type", et.relationshipType()},
 			{"Tag", obj{{"id", itoa(t.id)}, {"name", t.name}, {"colour", t.colour}, {"is_galaxy", false}}},
 		})
 	}
@@ -184,7 +184,7 @@ func (s *Server) msgEvent(ev *eventRec, action string) Message {
 		t := s.tags[et.tagID]
 		tags = append(tags, obj{
 			{"id", itoa(et.id)}, {"event_id", itoa(ev.id)}, {"tag_id", itoa(t.id)}, {"local", et.local},
-			{"relationship_type", ""},
+			{"relationship_type", et.relationshipType()},
 			{"Tag", obj{{"id", itoa(t.id)}, {"name", t.name}, {"colour", t.colour}, {"exportable", t.exportable}}},
 		})
 	}

@@ -190,7 +190,7 @@ func Start(opts Options) (*Server, error) {
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
 	if opts.ZMQ {
-		p, err := newPublisher(opts)
+		p, err := newPublisher(opts, s.logf)
 		if err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("start ZeroMQ publisher on %s: %w", opts.ZMQAddr, err)

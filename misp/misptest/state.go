@@ -48,7 +48,12 @@ type Event struct {
 	// Attributes is the number of attributes to generate (on input) or present (on output):
 	// views and misp_json messages carry them, so response sizes are real.
 	Attributes int
-	Tags       []EventTag
+	// SoftDeletedAttributes and EditedAttributes are input only, for synchronised edits: how
+	// many of the event's existing attributes the partner soft-deleted (the last ones) or
+	// changed (the first ones) in this version. They come as misp_json_attribute "soft-delete"
+	// and "edit" before the "add" of new attributes (sync/zmq/105, 108, 116).
+	SoftDeletedAttributes, EditedAttributes int
+	Tags                                    []EventTag
 }
 
 // WL is a warninglist as stored by the double.
@@ -109,6 +114,16 @@ type eventTagRec struct {
 	id    int
 	tagID int
 	local bool
+	// relNull: relationship_type is NULL instead of "" — the case for tags a synchronised EDIT
+	// attaches (sync/zmq/100: the workflow tag re-attached by the pull of sync/zmq/83).
+	relNull bool
+}
+
+func (et *eventTagRec) relationshipType() any {
+	if et.relNull {
+		return nil
+	}
+	return ""
 }
 
 type attributeRec struct {

@@ -221,19 +221,32 @@ func (s *Server) syncEditLocked(ev *eventRec, remote Event, defaultTimestamp boo
 	ev.locked = true
 	// The row is saved first: new timestamp and flags, old attribute count and tags (sync/zmq/37).
 	msgs = append(msgs, s.msgEvent(ev, "edit"))
-	if n := remote.Attributes - ev.attributeCount(); n > 0 {
-		for _, a := range s.generateAttrsLocked(ev, n, ts) {
-			msgs = append(msgs, s.msgAttribute(ev, a, "add"))
+	var alive []*attributeRec
+	for _, a := range ev.attrs {
+		if !a.deleted {
+			alive = append(alive, a)
 		}
-	} else if n < 0 {
-		for i := len(ev.attrs) - 1; i >= 0 && n < 0; i-- {
-			a := ev.attrs[i]
-			if a.deleted {
-				continue
-			}
+	}
+	del := min(max(remote.SoftDeletedAttributes, 0), len(alive))
+	if keep := len(alive) - del; remote.Attributes < keep {
+		del = len(alive) - max(remote.Attributes, 0)
+	}
+	edit := min(max(remote.EditedAttributes, 0), len(alive)-del)
+	// Existing attributes come first in the partner's event, in their order; new ones last.
+	for i, a := range alive {
+		switch {
+		case i >= len(alive)-del:
 			a.deleted, a.timestamp = true, ts
 			msgs = append(msgs, s.msgAttribute(ev, a, "soft-delete"))
-			n++
+		case i < edit:
+			a.timestamp = ts
+			a.comment = "edited on the partner"
+			msgs = append(msgs, s.msgAttribute(ev, a, "edit"))
+		}
+	}
+	if n := remote.Attributes - (len(alive) - del); n > 0 {
+		for _, a := range s.generateAttrsLocked(ev, n, ts) {
+			msgs = append(msgs, s.msgAttribute(ev, a, "add"))
 		}
 	}
 	var remoteTags []string
@@ -246,7 +259,7 @@ func (s *Server) syncEditLocked(ev *eventRec, remote Event, defaultTimestamp boo
 			msgs = append(msgs, s.msgTagAdd(tag))
 		}
 		if ev.hasTag(tag.id) == nil {
-			s.attachLocked(ev, tag, false)
+			s.attachLocked(ev, tag, false).relNull = true
 			msgs = append(msgs, s.msgTagAttached(tag, ev, false))
 		}
 		remoteTags = append(remoteTags, tag.name)

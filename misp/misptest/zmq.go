@@ -1,8 +1,11 @@
 package misptest
 
 import (
+	"context"
 	"errors"
-	"time"
+	"fmt"
+
+	"github.com/misptrust/misp-trust-operator/misp/misptest/zmqpub"
 )
 
 // publisher is the ZeroMQ side: package zmqpub's *Publisher satisfies it.
@@ -12,6 +15,8 @@ type publisher interface {
 	Restart() error
 	SetSilent(bool)
 	SetDropRate(float64)
+	Stats() zmqpub.Stats
+	WaitSubscribed(ctx context.Context, topic string, n int) error
 	Close() error
 }
 
@@ -68,8 +73,8 @@ func (s *Server) RestartPublisher() {
 	if s.pub == nil {
 		return
 	}
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
+	// Not under pubMu: REST calls keep working while the publisher is down, and what they
+	// publish meanwhile is lost, as with a restarting mispzmq.py.
 	if err := s.pub.Restart(); err != nil {
 		s.logf("misptest: restart publisher: %v", err)
 	}
@@ -91,15 +96,35 @@ func (s *Server) SetZMQDropRate(p float64) {
 	}
 }
 
-// heartbeatEvery maps Options.HeartbeatEvery to the publisher's setting.
-func heartbeatEvery(d time.Duration) time.Duration {
-	if d == 0 {
-		return 10 * time.Second
+// ZMQStats are the publisher's counters (zero when ZeroMQ is off).
+func (s *Server) ZMQStats() zmqpub.Stats {
+	if s.pub == nil {
+		return zmqpub.Stats{}
 	}
-	return d
+	return s.pub.Stats()
 }
 
-func newPublisher(opts Options) (publisher, error) {
-	_ = heartbeatEvery(opts.HeartbeatEvery)
-	return nil, errors.New("package zmqpub is not available yet")
+// WaitZMQSubscribers blocks until n subscribers would receive a message on topic ("" for any
+// topic), or ctx ends. PUB/SUB loses what is published before a subscription reaches the
+// publisher ("slow joiner"); tests wait for it before simulating a pull.
+func (s *Server) WaitZMQSubscribers(ctx context.Context, topic string, n int) error {
+	if s.pub == nil {
+		return errors.New("wait for ZeroMQ subscribers: ZeroMQ is off")
+	}
+	return s.pub.WaitSubscribed(ctx, topic, n)
+}
+
+func newPublisher(opts Options, logf func(string, ...any)) (publisher, error) {
+	p, err := zmqpub.New(zmqpub.Options{
+		Addr:           opts.ZMQAddr,
+		User:           opts.ZMQUser,
+		Password:       opts.ZMQPassword,
+		HeartbeatEvery: opts.HeartbeatEvery, // 0 → 10s, < 0 → never: the same convention
+		Seed:           int64(opts.Seed),
+		Logf:           logf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new ZeroMQ publisher: %w", err)
+	}
+	return p, nil
 }
