@@ -126,3 +126,15 @@ func payload(t *testing.T, m Message) map[string]any {
 	}
 	return o
 }
+
+type jsonNumber = json.Number
+
+// compactBody is the body without insignificant whitespace, key order kept.
+func compactBody(t *testing.T, b []byte) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		t.Fatalf("compact %q: %v", b, err)
+	}
+	return out.String()
+}
