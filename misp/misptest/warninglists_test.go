@@ -30,7 +30,11 @@ func TestWarninglistAddValidation(t *testing.T) {
 		{"name of a default list", func(m map[string]any) { m["name"] = "list of rfc 1918 cidr blocks" }, true, 403, `{"name":["Warninglist with same name already exists."]}`},
 		{"no entries", func(m map[string]any) { delete(m, "entries") }, true, 403, `{"entries":["Entries cannot be empty."]}`},
 		{"blank entries and a bad category", func(m map[string]any) { m["entries"] = " \n "; m["category"] = "x" }, true, 403, `{"category":["This field cannot be left blank"],"entries":["Entries cannot be empty."]}`},
-		{"invalid CIDR entries stop validation", func(m map[string]any) { m["type"] = "cidr"; m["entries"] = "10.0.0.0/8\nnot-a-cidr"; m["category"] = "x" }, true, 403, "{\"entries\":[\"`not-a-cidr` is not valid CIDR\"]}"},
+		{"invalid CIDR entries stop validation", func(m map[string]any) {
+			m["type"] = "cidr"
+			m["entries"] = "10.0.0.0/8\nnot-a-cidr"
+			m["category"] = "x"
+		}, true, 403, "{\"entries\":[\"`not-a-cidr` is not valid CIDR\"]}"},
 		{"invalid regex", func(m map[string]any) { m["type"] = "regex"; m["entries"] = "no-delimiters" }, true, 403, "{\"entries\":[\"`no-delimiters` is not valid regular expression\"]}"},
 		{"missing description fails in the database", func(m map[string]any) { delete(m, "description") }, true, 500, ""},
 	}
