@@ -1,6 +1,7 @@
 package zmqpub
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -69,5 +70,33 @@ func TestBrokenPeersAreDisconnectedAndCounted(t *testing.T) {
 				t.Fatalf("Stats = %+v, want one failed handshake and only the good subscriber", st)
 			}
 		})
+	}
+}
+
+func TestWrongCredentialsGetLibzmqsRefusalBytes(t *testing.T) {
+	// Reference: what a real libzmq 4.3.4 PUB with mispzmq.py's ZAP set-up
+	// answered to this HELLO (pyzmq 24.0.1, raw socket capture).
+	const want = "\x04\x09\x5eRROR\x03400"
+	p, _ := newTestPublisher(t, Options{User: "misp", Password: "s3cret"}, defaultLimits())
+	raw, err := net.Dial("tcp", strings.TrimPrefix(p.Endpoint(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	body := "\x05HELLO\x04misp\x05wrong"
+	hello := append([]byte{flagCommand, byte(len(body))}, body...)
+	if _, err := raw.Write(append(zmtpGreeting("PLAIN"), hello...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(eventually))
+	got, err := io.ReadAll(raw)
+	if err != nil {
+		t.Fatalf("read until the publisher closes: %v", err)
+	}
+	if len(got) < greetingLen || string(got[greetingLen:]) != want {
+		t.Fatalf("after the greeting got % x, want % x", got[min(len(got), greetingLen):], want)
+	}
+	if mech := string(bytes.TrimRight(got[12:32], "\x00")); mech != "PLAIN" {
+		t.Fatalf("greeting mechanism %q", mech)
 	}
 }

@@ -155,29 +155,25 @@ func TestHeartbeatOverTheWire(t *testing.T) {
 }
 
 func TestHeartbeatSettings(t *testing.T) {
-	tests := []struct {
-		name  string
-		every time.Duration
-		want  bool
-	}{
-		{"a short period heartbeats while idle", 20 * time.Millisecond, true},
-		{"a negative period never heartbeats", -1, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, _ := newTestPublisher(t, Options{HeartbeatEvery: tt.every}, defaultLimits())
-			time.Sleep(300 * time.Millisecond) // fifteen short periods
-			if got := p.Stats().Heartbeats > 0; got != tt.want {
-				t.Fatalf("heartbeats sent: %v, want %v", got, tt.want)
-			}
-		})
-	}
-	p, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if p.every != 10*time.Second {
-		t.Fatalf("default heartbeat period %v, want MISP's 10s", p.every)
-	}
+	t.Run("a short period heartbeats while idle", func(t *testing.T) {
+		p, _ := newTestPublisher(t, Options{HeartbeatEvery: 20 * time.Millisecond}, defaultLimits())
+		waitFor(t, "a heartbeat", func() bool { return p.Stats().Heartbeats > 0 })
+	})
+	t.Run("a negative period never heartbeats", func(t *testing.T) {
+		p, _ := newTestPublisher(t, Options{HeartbeatEvery: -1}, defaultLimits())
+		time.Sleep(300 * time.Millisecond)
+		if n := p.Stats().Heartbeats; n != 0 {
+			t.Fatalf("%d heartbeats sent", n)
+		}
+	})
+	t.Run("zero means MISP's 10 s", func(t *testing.T) {
+		p, err := New(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if p.every != 10*time.Second {
+			t.Fatalf("default heartbeat period %v, want 10s", p.every)
+		}
+	})
 }

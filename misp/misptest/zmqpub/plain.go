@@ -21,11 +21,9 @@ var errAuthFailed = errors.New("PLAIN credentials rejected")
 // configure_plain(domain="*", passwords={user: pass})), so a subscriber with a
 // wrong password must get nothing from the double either.
 //
-// On a mismatch we answer like libzmq's plain_server does after a ZAP
-// "400" reply: an ERROR command whose reason is the status code "400". A
-// libzmq client reports that as EVENT_HANDSHAKE_FAILED_AUTH and retries after
-// its reconnect interval; a zmq4 client's Dial fails with "expected a WELCOME
-// command".
+// On a mismatch we answer with exactly the bytes a libzmq PLAIN server sends
+// when its ZAP handler refuses (see zapRefusal); on a malformed or unexpected
+// command we just close, as libzmq does.
 type plainServer struct {
 	user, pass []byte
 }
@@ -41,19 +39,18 @@ func (s plainServer) Handshake(conn *zmq4.Conn, server bool) error {
 		return fmt.Errorf("receive PLAIN HELLO: %w", err)
 	}
 	if cmd.Name != zmq4.CmdHello {
-		sendError(conn, "400")
 		return fmt.Errorf("expected PLAIN HELLO, got %q command", cmd.Name)
 	}
 	user, pass, err := parseHello(cmd.Body)
 	if err != nil {
-		sendError(conn, "400")
 		return fmt.Errorf("malformed PLAIN HELLO: %w", err)
 	}
 	// Compare both in constant time; never put either value in an error.
 	userOK := subtle.ConstantTimeCompare(user, s.user) == 1
 	passOK := subtle.ConstantTimeCompare(pass, s.pass) == 1
 	if !userOK || !passOK {
-		sendError(conn, "400")
+		// Best effort: the connection is closed next whatever happens.
+		_, _ = conn.Write([]byte(zapRefusal))
 		return errAuthFailed
 	}
 	if err := conn.SendCmd(zmq4.CmdWelcome, nil); err != nil {
@@ -64,7 +61,6 @@ func (s plainServer) Handshake(conn *zmq4.Conn, server bool) error {
 		return fmt.Errorf("receive PLAIN INITIATE: %w", err)
 	}
 	if cmd.Name != zmq4.CmdInitiate {
-		sendError(conn, "400")
 		return fmt.Errorf("expected PLAIN INITIATE, got %q command", cmd.Name)
 	}
 	if err := conn.Peer.Meta.UnmarshalZMTP(cmd.Body); err != nil {
@@ -84,12 +80,20 @@ func (s plainServer) Handshake(conn *zmq4.Conn, server bool) error {
 func (plainServer) Encrypt(w io.Writer, data []byte) (int, error) { return w.Write(data) }
 func (plainServer) Decrypt(w io.Writer, data []byte) (int, error) { return w.Write(data) }
 
-// sendError sends a ZMTP ERROR command with a short reason (RFC 23:
-// error-reason = OCTET 0*255VCHAR). Best effort: the connection is dropped next.
-func sendError(conn *zmq4.Conn, reason string) {
-	body := append([]byte{byte(len(reason))}, reason...)
-	_ = conn.SendCmd(zmq4.CmdError, body)
-}
+// zapRefusal is the whole ERROR command frame a libzmq PLAIN server sends
+// when ZAP refuses the credentials (status "400"), byte for byte as a libzmq
+// 4.3.4 PUB set up like mispzmq.py (pyzmq ThreadAuthenticator) sends it:
+//
+//	04 09 5e 52 52 4f 52 03 34 30 30    flags=command, size=9, "^RROR", 3, "400"
+//
+// RFC 23 says "\x05ERROR"; libzmq's src/plain_common.hpp declares
+// error_prefix[] = "\x05ERROR", which C reads as the single hex escape \x05E
+// (0x5E, '^') followed by "RROR". libzmq clients compare against the same
+// literal, so they only take this form as an authentication failure
+// (EVENT_HANDSHAKE_FAILED_AUTH, and they do not retry); a correct ERROR reads
+// to them as an unexpected command. zmq4 clients cannot parse it as a command
+// at all (ErrBadCmd): the same failure they get from a real MISP.
+const zapRefusal = "\x04\x09^RROR\x03400"
 
 // parseHello decodes a PLAIN HELLO body: username-size username
 // password-size password, nothing after (RFC 24).

@@ -37,8 +37,9 @@ def main():
                     help="subscription prefix (repeatable; default: everything)")
     ap.add_argument("--count", type=int, default=1, help="exit after this many messages")
     ap.add_argument("--timeout", type=float, default=20.0, help="exit after this many seconds")
-    ap.add_argument("--heartbeat-ivl", type=int, default=0,
-                    help="ZMQ_HEARTBEAT_IVL in ms (0: off); sets ZMQ_HEARTBEAT_TIMEOUT to 3x")
+    ap.add_argument("--heartbeat-ivl", type=int, default=0, help="ZMQ_HEARTBEAT_IVL in ms (0: off)")
+    ap.add_argument("--heartbeat-timeout", type=int, default=0,
+                    help="ZMQ_HEARTBEAT_TIMEOUT in ms (0: libzmq's default, the interval)")
     args = ap.parse_args()
 
     ctx = zmq.Context()
@@ -51,7 +52,8 @@ def main():
         sock.plain_password = os.environ.get("ZMQ_PASSWORD", "").encode()
     if args.heartbeat_ivl > 0:
         sock.setsockopt(zmq.HEARTBEAT_IVL, args.heartbeat_ivl)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * args.heartbeat_ivl)
+        if args.heartbeat_timeout > 0:
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, args.heartbeat_timeout)
     monitor = sock.get_monitor_socket()
     for prefix in args.subscribe or [""]:
         sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
