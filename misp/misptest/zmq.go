@@ -104,8 +104,8 @@ func (s *Server) ZMQStats() zmqpub.Stats {
 	return s.pub.Stats()
 }
 
-// WaitZMQSubscribers blocks until n subscribers would receive a message on topic ("" for any
-// topic), or ctx ends. PUB/SUB loses what is published before a subscription reaches the
+// WaitZMQSubscribers blocks until n subscribers would receive a message on topic (for example
+// "misp_json_event"), or ctx ends. PUB/SUB loses what is published before a subscription reaches the
 // publisher ("slow joiner"); tests wait for it before simulating a pull.
 func (s *Server) WaitZMQSubscribers(ctx context.Context, topic string, n int) error {
 	if s.pub == nil {
