@@ -1,23 +1,3 @@
-// Package zmqpub is the ZeroMQ PUB side of the in-process MISP double: it
-// behaves like MISP's mispzmq.py publisher (misp-api.md §1) as seen by a
-// subscriber on the wire.
-//
-// What it reproduces:
-//   - one single-part frame per message, "<topic> <payload>" (§1.4);
-//   - byte-prefix subscription filtering, per subscriber, as libzmq does;
-//   - the misp_json_self heartbeat after HeartbeatEvery of idleness, with
-//     mispzmq.py's exact bytes (§1.6);
-//   - optional ZMTP-PLAIN with the credentials actually checked, like
-//     mispzmq.py's ZAP authenticator (§1.3): a wrong password gets an ERROR
-//     and no messages;
-//   - a restart on the same port (subscribers must reconnect; messages sent
-//     meanwhile are lost, §1.1, §1.6 "reload");
-//   - failure modes for tests: a silent (hung) publisher whose TCP stays up,
-//     and a deterministic message loss rate.
-//
-// The ZMTP greeting, security handshake and framing are zmq4's (zmq4.Open,
-// Conn.SendMsg); the fan-out is ours, because zmq4's PUB socket lets one
-// stalled subscriber block delivery to all (see subscriber).
 package zmqpub
 
 import (

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,4 +587,110 @@ func TestAnswersZMTPPing(t *testing.T) {
 	if cmd.Name != zmq4.CmdPong || string(cmd.Body) != "ctx" {
 		t.Fatalf("got %s %q, want PONG \"ctx\"", cmd.Name, cmd.Body)
 	}
+}
+
+func TestWaitSubscribedHonoursItsContext(t *testing.T) {
+	p, _ := newTestPublisher(t, Options{}, defaultLimits())
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := p.WaitSubscribed(ctx, "misp_json", 1)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitSubscribed with nobody connected = %v, want a deadline error", err)
+	}
+}
+
+func TestRestartWhenThePortWasTaken(t *testing.T) {
+	lim := defaultLimits()
+	lim.rebindFor = 100 * time.Millisecond
+	p, _ := newTestPublisher(t, Options{}, lim)
+	// Someone else holds the port the publisher must return to.
+	squatter, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	p.bindAddr = squatter.Addr().String()
+
+	if err := p.Restart(); err == nil || !strings.Contains(err.Error(), "bind") {
+		t.Fatalf("Restart onto a taken port = %v, want a bind error", err)
+	}
+	if err := p.Publish("misp_json", []byte("into the void")); err != nil {
+		t.Fatalf("Publish while down: %v", err)
+	}
+	if st := p.Stats(); st.Subscribers != 0 || st.Published != 1 || st.Restarts != 1 {
+		t.Fatalf("Stats while down = %+v", st)
+	}
+
+	_ = squatter.Close()
+	if err := p.Restart(); err != nil {
+		t.Fatalf("Restart once the port is free: %v", err)
+	}
+	sub := mustDialSub(t, "tcp://"+p.bindAddr, nil, "misp_json")
+	waitSubscribed(t, p, "misp_json", 1)
+	if err := p.Publish("misp_json", []byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(sub.next(t).Frames[0]); got != "misp_json back" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestConcurrentUseAccountsForEveryPublish(t *testing.T) {
+	p, _ := newTestPublisher(t, Options{HeartbeatEvery: 5 * time.Millisecond, Seed: 3}, defaultLimits())
+	var wg sync.WaitGroup
+	var calls atomic.Uint64
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := p.Publish("misp_json_event", []byte("{}")); err != nil {
+					t.Errorf("Publish: %v", err)
+					return
+				}
+				calls.Add(1)
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 20 {
+			p.SetSilent(i%3 == 0)
+			p.SetDropRate(float64(i%4) / 4)
+			time.Sleep(time.Millisecond)
+		}
+	})
+	wg.Go(func() {
+		for range 3 {
+			if _, err := dialSub(t, p.Endpoint(), nil, "misp_json"); err != nil {
+				t.Logf("dial during restarts: %v", err) // may hit a restart
+			}
+			if err := p.Restart(); err != nil {
+				t.Errorf("Restart: %v", err)
+			}
+		}
+	})
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if got := st.Published + st.Silenced + st.Dropped - dropsOfHeartbeats(p); got != calls.Load() {
+		t.Fatalf("Published %d + Silenced %d + Dropped (of Publish) = %d, want the %d Publish calls", st.Published, st.Silenced, got, calls.Load())
+	}
+	if st.Restarts != 3 {
+		t.Fatalf("Restarts = %d, want 3", st.Restarts)
+	}
+}
+
+// dropsOfHeartbeats is how many of Stats.Dropped were heartbeats.
+func dropsOfHeartbeats(p *Publisher) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nHeartbeat - p.stats.Heartbeats
 }
