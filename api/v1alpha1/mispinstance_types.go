@@ -1,0 +1,236 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MISPInstanceSpec says how to reach one MISP server: its REST API (with an API
+// key from a Secret) and, for the curator, its ZeroMQ publisher.
+//
+// Defaults are resolved by the operator, never written back into the spec (a
+// GitOps tool would see a permanent diff); status shows the effective values.
+type MISPInstanceSpec struct {
+	// URL of the MISP web application, e.g. https://misp.misp.svc.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+(/[^\s]*)?$`
+	URL string `json:"url"`
+
+	// APIKeySecretRef names the Secret key holding the MISP API key (key
+	// defaults to "apiKey"). The key's user should be a site admin of the host
+	// organisation with perm_warninglist: the MISPInstance conditions report any
+	// capability it lacks.
+	APIKeySecretRef SecretKeyReference `json:"apiKeySecretRef"`
+
+	// TLS settings for the REST API. Certificates are verified against the
+	// system roots by default.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// ZeroMQ is MISP's ZeroMQ publisher, used by the curator. Without it the
+	// curator only catches up through the REST API.
+	// +optional
+	ZeroMQ *ZeroMQSpec `json:"zeroMQ,omitempty"`
+
+	// API tunes how hard the operator may use the MISP REST API.
+	// +optional
+	API *APISpec `json:"api,omitempty"`
+
+	// Curation tunes the curator for this instance.
+	// +optional
+	Curation *CurationSpec `json:"curation,omitempty"`
+}
+
+// TLSSpec configures certificate verification for the MISP REST API.
+type TLSSpec struct {
+	// CASecretRef names a Secret key holding a PEM CA bundle trusted in
+	// addition to the system roots (key defaults to "ca.crt").
+	// +optional
+	CASecretRef *SecretKeyReference `json:"caSecretRef,omitempty"`
+
+	// InsecureSkipVerify disables certificate verification. Only for tests;
+	// the operator logs a warning while it is set.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// ZeroMQSpec says where MISP's ZeroMQ publisher listens.
+type ZeroMQSpec struct {
+	// Endpoint of the publisher, tcp://host:port (MISP's default port is
+	// 50000; set Plugin.ZeroMQ_host to 0.0.0.0 so it is reachable).
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^tcp://([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$`
+	Endpoint string `json:"endpoint"`
+
+	// CredentialsSecretRef names a Secret with "username" and "password" keys
+	// for ZeroMQ PLAIN authentication (MISP's Plugin.ZeroMQ_username/password).
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+}
+
+// APISpec limits the operator's use of the MISP REST API.
+type APISpec struct {
+	// RequestsPerSecond is the client-side rate limit per component (default 10).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	RequestsPerSecond int32 `json:"requestsPerSecond,omitempty"`
+
+	// Timeout of one HTTP request (default 30s).
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// CurationSpec tunes how the curator treats events of this instance.
+type CurationSpec struct {
+	// DryRun makes the curator log what it would do and write nothing to MISP.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+
+	// Concurrency is the number of events curated in parallel (default 4; a
+	// real MISP saturates around 30 API calls per second).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	Concurrency int32 `json:"concurrency,omitempty"`
+
+	// PushDebounce delays the curation of pushed events: MISP announces a
+	// pushed event when its row is saved, before its tags and attributes
+	// (default 5s).
+	// +optional
+	PushDebounce *metav1.Duration `json:"pushDebounce,omitempty"`
+
+	// CatchUp configures the REST catch-up that recovers events whose ZeroMQ
+	// message was lost.
+	// +optional
+	CatchUp *CatchUpSpec `json:"catchUp,omitempty"`
+}
+
+// CatchUpSpec configures the periodic REST catch-up.
+type CatchUpSpec struct {
+	// Interval between catch-up passes (default 5m). A pass also runs at start
+	// and after every ZeroMQ reconnect.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Lookback bounds how far back the first pass and a trust change look for
+	// events to curate (default 24h).
+	// +optional
+	Lookback *metav1.Duration `json:"lookback,omitempty"`
+}
+
+// MISPInstanceStatus is written by two processes, each with its own fields
+// and its own server-side-apply field manager: the controller (MISP access:
+// conditions Ready, Reachable, Authenticated, HostOrg, SiteAdmin,
+// WarninglistPermission; mispVersion; identity) and the curator (feed,
+// catchUp, condition FeedConnected).
+type MISPInstanceStatus struct {
+	// ObservedGeneration is the generation the controller last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions describe what the API key can do and the feed state.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// MISPVersion reported by /servers/getVersion.
+	// +optional
+	MISPVersion string `json:"mispVersion,omitempty"`
+
+	// Identity of the API key's user as MISP reports it.
+	// +optional
+	Identity *MISPIdentity `json:"identity,omitempty"`
+
+	// Feed is the curator's view of the ZeroMQ connection.
+	// +optional
+	Feed *FeedStatus `json:"feed,omitempty"`
+
+	// CatchUp is the curator's REST catch-up progress.
+	// +optional
+	CatchUp *CatchUpStatus `json:"catchUp,omitempty"`
+}
+
+// MISPIdentity is who the API key belongs to.
+type MISPIdentity struct {
+	// Email of the key's user.
+	// +optional
+	Email string `json:"email,omitempty"`
+	// OrgName of the key's organisation.
+	// +optional
+	OrgName string `json:"orgName,omitempty"`
+	// OrgUUID of the key's organisation.
+	// +optional
+	OrgUUID string `json:"orgUUID,omitempty"`
+	// Role name of the key's user.
+	// +optional
+	Role string `json:"role,omitempty"`
+}
+
+// FeedStatus is the state of the curator's ZeroMQ subscription.
+type FeedStatus struct {
+	// State is Connected, Connecting or Disconnected (or NotConfigured).
+	// +optional
+	State string `json:"state,omitempty"`
+	// LastMessageTime is when the last message of any topic arrived
+	// (updated at most every few seconds).
+	// +optional
+	LastMessageTime *metav1.Time `json:"lastMessageTime,omitempty"`
+	// LastHeartbeatTime is when the last misp_json_self arrived.
+	// +optional
+	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
+	// Reconnects counts redials since the curator started.
+	// +optional
+	Reconnects int64 `json:"reconnects,omitempty"`
+	// LastError is the last connection problem, for a person to read.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// CatchUpStatus records the curator's REST catch-up watermark, so a restarted
+// curator resumes where the previous one stopped.
+type CatchUpStatus struct {
+	// Watermark: every event changed before this time (minus a safety margin)
+	// has been seen by the curator.
+	// +optional
+	Watermark *metav1.Time `json:"watermark,omitempty"`
+	// LastRunTime is when the last catch-up pass finished.
+	// +optional
+	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
+	// EventsScanned by the last pass.
+	// +optional
+	EventsScanned int64 `json:"eventsScanned,omitempty"`
+}
+
+// MISPInstance is one MISP server the operator manages warninglists on and
+// curates events for.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mispi,categories=misptrust
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.mispVersion`
+// +kubebuilder:printcolumn:name="Feed",type=string,JSONPath=`.status.feed.state`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MISPInstance struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MISPInstanceSpec   `json:"spec"`
+	Status MISPInstanceStatus `json:"status,omitempty"`
+}
+
+// MISPInstanceList is a list of MISPInstance.
+//
+// +kubebuilder:object:root=true
+type MISPInstanceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MISPInstance `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MISPInstance{}, &MISPInstanceList{})
+}
