@@ -2,6 +2,7 @@ package misptest
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -61,6 +62,27 @@ func (s *Server) AddUser(org Org, role Role) (apiKey string) {
 	s.users[u.id] = u
 	s.nextUserID++
 	return u.key
+}
+
+// AddUserKey is AddUser with a chosen API key (hack/mispsim's seed file): 40 letters or digits,
+// not used by another user.
+func (s *Server) AddUserKey(org Org, role Role, key string) error {
+	if !validKey(key) {
+		return errors.New("add user: the API key must be 40 letters or digits")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.users {
+		if u.key == key {
+			return errors.New("add user: the API key is already in use")
+		}
+	}
+	o := s.ensureOrgLocked(org, 1)
+	u := &userRec{id: s.nextUserID, orgID: o.id, role: s.roleForLocked(role), key: key, created: s.now().Unix()}
+	u.email = fmt.Sprintf("user%d@%s.test", u.id, emailDomain(o.name))
+	s.users[u.id] = u
+	s.nextUserID++
+	return nil
 }
 
 func (s *Server) roleForLocked(r Role) *roleRec {
