@@ -243,7 +243,8 @@ func captureFiles(t testing.TB, method, pathPrefix string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.Walk(filepath.Join("testdata", "real"), func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || !strings.HasSuffix(p, ".json") || filepath.Base(p) == "MISP_INSTANCE.json" {
+		// Only REST captures (…/api/NN_….json); zmq/ captures have no response.
+		if err != nil || info.IsDir() || !strings.HasSuffix(p, ".json") || filepath.Base(filepath.Dir(p)) != "api" {
 			return err
 		}
 		rel, _ := filepath.Rel("testdata", p)

@@ -247,7 +247,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	case req.body != nil:
 		b, err := json.Marshal(req.body)
 		if err != nil {
-			return nil, fmt.Errorf("misp: %s: encode request: %w", req.op, err)
+			return nil, fmt.Errorf("misp: %s: encode request: %w", c.opName(req), err)
 		}
 		payload = b
 	case req.method != http.MethodGet:
@@ -255,7 +255,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", req.op, req.method, req.route, err)
+			return nil, fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", c.opName(req), req.method, req.route, err)
 		}
 		res := c.attempt(ctx, req, payload)
 		if res.resp != nil {
@@ -269,14 +269,14 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 			return res.resp, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("misp: %s: %s %s: %w", req.op, req.method, req.route, context.Cause(ctx))
+			return nil, fmt.Errorf("misp: %s: %s %s: %w", c.opName(req), req.method, req.route, context.Cause(ctx))
 		}
 		delay, ok := c.retryDelay(ctx, attempt, res.retryAfter)
 		if !ok {
 			return nil, c.finalError(req, res, attempt+1)
 		}
 		c.metrics.retried(req.route)
-		kv := []any{"op", req.op, "endpoint", req.route, "attempt", attempt + 1, "delay", delay}
+		kv := []any{"op", c.opName(req), "endpoint", req.route, "attempt", attempt + 1, "delay", delay}
 		if res.err != nil {
 			kv = append(kv, "error", res.err.Error())
 		} else {
@@ -285,7 +285,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		c.log.V(1).Info("retrying MISP request", kv...)
 		if err := c.sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("misp: %s: %s %s: while waiting to retry after %s: %w",
-				req.op, req.method, req.route, describe(res), err)
+				c.opName(req), req.method, req.route, describe(res), err)
 		}
 	}
 }
@@ -422,7 +422,7 @@ func describe(r attemptResult) string {
 // finalError reports the last retryable failure once no retry is left.
 func (c *Client) finalError(req request, res attemptResult, attempts int) error {
 	if res.err != nil {
-		return fmt.Errorf("misp: %s: %s %s: %d attempt(s): %w", req.op, req.method, req.route, attempts, res.err)
+		return fmt.Errorf("misp: %s: %s %s: %d attempt(s): %w", c.opName(req), req.method, req.route, attempts, res.err)
 	}
 	e := c.apiError(req, res.resp)
 	e.RetryAfter = res.retryAfter
@@ -432,12 +432,12 @@ func (c *Client) finalError(req request, res attemptResult, attempts int) error 
 // apiError builds the APIError for an unsuccessful answer.
 func (c *Client) apiError(req request, resp *response) *APIError {
 	if resp.status < 0 {
-		return &APIError{Op: req.op, Method: req.method, Endpoint: req.route, Status: -resp.status,
+		return &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: -resp.status,
 			Kind: ErrUnexpectedResponse, Message: fmt.Sprintf("answer larger than %d bytes", c.maxBody)}
 	}
 	p := decodeError(resp.status, resp.body)
 	e := &APIError{
-		Op:       req.op,
+		Op:       c.opName(req),
 		Method:   req.method,
 		Endpoint: req.route,
 		Status:   resp.status,
@@ -467,7 +467,7 @@ func (c *Client) decodeFailure(req request, resp *response, err error) *APIError
 	if resp.status < 0 {
 		return c.apiError(req, resp)
 	}
-	return &APIError{Op: req.op, Method: req.method, Endpoint: req.route, Status: resp.status,
+	return &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: resp.status,
 		Kind: ErrUnexpectedResponse, Message: redact("cannot decode answer: "+err.Error(), c.key)}
 }
 

@@ -93,25 +93,29 @@ func isID(s string) bool {
 	return true
 }
 
+// opName is the request's operation for errors and logs, without the API key should a
+// caller have passed it where an id goes.
+func (c *Client) opName(req request) string { return redact(req.op, c.key) }
+
 // invalid is the error for a call refused before anything was sent.
-func invalid(req request, msg string) *APIError {
-	return &APIError{Op: req.op, Method: req.method, Endpoint: req.route, Kind: ErrInvalidArgument, Message: msg}
+func (c *Client) invalid(req request, msg string) *APIError {
+	return &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Kind: ErrInvalidArgument, Message: msg}
 }
 
 // checkUUID refuses a malformed uuid: MISP would answer 500 (InvalidArgumentException,
 // misp-api.md §2.4) and the client would retry it for nothing.
-func checkUUID(req request, what, s string) error {
+func (c *Client) checkUUID(req request, what, s string) error {
 	if isUUID(s) {
 		return nil
 	}
-	return invalid(req, fmt.Sprintf("%s %q is not a UUID", what, truncate(s, 64)))
+	return c.invalid(req, fmt.Sprintf("%s %q is not a UUID", what, truncate(redact(s, c.key), 64)))
 }
 
-func checkID(req request, what, s string) error {
+func (c *Client) checkID(req request, what, s string) error {
 	if isID(s) {
 		return nil
 	}
-	return invalid(req, fmt.Sprintf("%s %q is not a numeric MISP id", what, truncate(s, 64)))
+	return c.invalid(req, fmt.Sprintf("%s %q is not a numeric MISP id", what, truncate(redact(s, c.key), 64)))
 }
 
 func asAPIError(err error, target **APIError) bool {

@@ -102,7 +102,7 @@ func decodeEventIndex(body []byte) ([]EventMeta, error) {
 func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, error) {
 	req := request{op: "read metadata of event " + eventUUID, method: http.MethodPost,
 		route: "/events/index", path: "/events/index"}
-	if err := checkUUID(req, "event uuid", eventUUID); err != nil {
+	if err := c.checkUUID(req, "event uuid", eventUUID); err != nil {
 		return EventMeta{}, err
 	}
 	// eventid takes a uuid when it is exactly 36 characters long (EventsController
@@ -121,7 +121,7 @@ func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, er
 			return e, nil
 		}
 	}
-	return EventMeta{}, &APIError{Op: req.op, Method: req.method, Endpoint: req.route, Status: resp.status,
+	return EventMeta{}, &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: resp.status,
 		Kind: ErrNotFound, Message: "no event with this uuid is visible to this API key"}
 }
 
@@ -180,7 +180,7 @@ func (c *Client) SearchEventsPage(ctx context.Context, q EventSearch) (EventPage
 		orgs = make(map[string]bool, len(q.OrgUUIDs))
 		list := make([]string, 0, len(q.OrgUUIDs))
 		for _, o := range q.OrgUUIDs {
-			if err := checkUUID(req, "org uuid", o); err != nil {
+			if err := c.checkUUID(req, "org uuid", o); err != nil {
 				return EventPage{}, err
 			}
 			o = strings.ToLower(o)
@@ -193,7 +193,7 @@ func (c *Client) SearchEventsPage(ctx context.Context, q EventSearch) (EventPage
 		req.op += fmt.Sprintf(" of %d org(s)", len(list))
 	}
 	if q.Limit < 0 || q.Page < 0 {
-		return EventPage{}, invalid(req, "Limit and Page must not be negative")
+		return EventPage{}, c.invalid(req, "Limit and Page must not be negative")
 	}
 	if q.Limit > 0 {
 		page := max(q.Page, 1)
@@ -245,7 +245,7 @@ func (c *Client) AttachTags(ctx context.Context, eventUUID string, tags []string
 	}
 	req := request{op: fmt.Sprintf("attach %s tags %q to event %s", kind, tags, eventUUID),
 		method: http.MethodPost, route: "/tags/attachTagToObject", path: "/tags/attachTagToObject"}
-	if err := checkUUID(req, "event uuid", eventUUID); err != nil {
+	if err := c.checkUUID(req, "event uuid", eventUUID); err != nil {
 		return err
 	}
 	if len(tags) == 0 {
@@ -253,7 +253,7 @@ func (c *Client) AttachTags(ctx context.Context, eventUUID string, tags []string
 	}
 	for _, t := range tags {
 		if strings.TrimSpace(t) == "" {
-			return invalid(req, "empty tag name")
+			return c.invalid(req, "empty tag name")
 		}
 	}
 	var tag any = tags
@@ -276,11 +276,11 @@ func (c *Client) AttachTags(ctx context.Context, eventUUID string, tags []string
 func (c *Client) RemoveTag(ctx context.Context, eventUUID, tag string) error {
 	req := request{op: fmt.Sprintf("remove tag %q from event %s", tag, eventUUID),
 		method: http.MethodPost, route: "/tags/removeTagFromObject", path: "/tags/removeTagFromObject"}
-	if err := checkUUID(req, "event uuid", eventUUID); err != nil {
+	if err := c.checkUUID(req, "event uuid", eventUUID); err != nil {
 		return err
 	}
 	if strings.TrimSpace(tag) == "" {
-		return invalid(req, "empty tag name")
+		return c.invalid(req, "empty tag name")
 	}
 	req.body = map[string]any{"uuid": strings.ToLower(eventUUID), "tag": tag}
 	_, err := c.save(ctx, req)
@@ -299,7 +299,7 @@ func (c *Client) RemoveTag(ctx context.Context, eventUUID, tag string) error {
 // push to a connected server failed; the event is published locally then.
 func (c *Client) Publish(ctx context.Context, eventUUID string) (string, error) {
 	req := request{op: "publish event " + eventUUID, method: http.MethodPost, route: "/events/publish/{id}"}
-	if err := checkUUID(req, "event uuid", eventUUID); err != nil {
+	if err := c.checkUUID(req, "event uuid", eventUUID); err != nil {
 		return "", err
 	}
 	req.path = "/events/publish/" + strings.ToLower(eventUUID)

@@ -68,7 +68,8 @@ func (i *flexInt) UnmarshalJSON(b []byte) error {
 	// "2.0" or 2e3: accept integral floats only.
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt64/2 {
-		return fmt.Errorf("misp: expected an integer, got %q", truncate(v, 32))
+		// The value is not quoted: answers are not trusted to be free of secrets.
+		return fmt.Errorf("misp: expected an integer, got a non-integer string")
 	}
 	*i = flexInt(int64(f))
 	return nil
@@ -103,7 +104,7 @@ func (v *flexBool) UnmarshalJSON(b []byte) error {
 		*v = f != 0
 		return nil
 	}
-	return fmt.Errorf("misp: expected a boolean, got %q", truncate(string(s), 32))
+	return fmt.Errorf("misp: expected a boolean, got a string that is not one")
 }
 
 // jsonKind names the kind of a raw JSON value for error messages without echoing it.

@@ -215,7 +215,7 @@ func (c *Client) FindWarninglist(ctx context.Context, name string) (*Warninglist
 	req := request{op: fmt.Sprintf("find warninglist %q", name), method: http.MethodPost,
 		route: "/warninglists/index", path: "/warninglists/index"}
 	if name == "" {
-		return nil, invalid(req, "empty warninglist name")
+		return nil, c.invalid(req, "empty warninglist name")
 	}
 	if isPlainASCII(name) {
 		req.body = map[string]any{"value": name}
@@ -231,7 +231,7 @@ func (c *Client) FindWarninglist(ctx context.Context, name string) (*Warninglist
 			return &lists[i], nil
 		}
 	}
-	return nil, &APIError{Op: req.op, Method: req.method, Endpoint: req.route, Status: http.StatusOK,
+	return nil, &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: http.StatusOK,
 		Kind: ErrNotFound, Message: "no warninglist has this name"}
 }
 
@@ -247,7 +247,7 @@ func isPlainASCII(s string) bool {
 // ViewWarninglist returns one list with its entries (GET /warninglists/view/{id}).
 func (c *Client) ViewWarninglist(ctx context.Context, id string) (*Warninglist, error) {
 	req := request{op: "view warninglist " + id, method: http.MethodGet, route: "/warninglists/view/{id}"}
-	if err := checkID(req, "warninglist id", id); err != nil {
+	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return nil, err
 	}
 	req.path = "/warninglists/view/" + id
@@ -333,7 +333,7 @@ func (c *Client) AddWarninglist(ctx context.Context, wl Warninglist) (string, er
 	req := request{op: fmt.Sprintf("add warninglist %q", wl.Name), method: http.MethodPost,
 		route: "/warninglists/add", path: "/warninglists/add"}
 	if wl.Name == "" {
-		return "", invalid(req, "empty warninglist name")
+		return "", c.invalid(req, "empty warninglist name")
 	}
 	req.body = warninglistBody(wl)
 	var b struct {
@@ -362,11 +362,11 @@ func (c *Client) AddWarninglist(ctx context.Context, wl Warninglist) (string, er
 func (c *Client) EditWarninglist(ctx context.Context, id string, wl Warninglist) error {
 	req := request{op: fmt.Sprintf("edit warninglist %s (%q)", id, wl.Name), method: http.MethodPost,
 		route: "/warninglists/edit/{id}"}
-	if err := checkID(req, "warninglist id", id); err != nil {
+	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return err
 	}
 	if wl.Name == "" {
-		return invalid(req, "empty warninglist name")
+		return c.invalid(req, "empty warninglist name")
 	}
 	req.path = "/warninglists/edit/" + id
 	req.body = warninglistBody(wl)
@@ -388,7 +388,7 @@ func (c *Client) SetWarninglistEnabled(ctx context.Context, id string, enabled b
 	}
 	req := request{op: verb + " warninglist " + id, method: http.MethodPost,
 		route: "/warninglists/toggleEnable", path: "/warninglists/toggleEnable"}
-	if err := checkID(req, "warninglist id", id); err != nil {
+	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return err
 	}
 	req.body = map[string]any{"id": id, "enabled": flag}
@@ -421,7 +421,7 @@ func (c *Client) SetWarninglistEnabled(ctx context.Context, id string, enabled b
 // until the caches are rebuilt (any toggleEnable does it).
 func (c *Client) DeleteWarninglist(ctx context.Context, id string) error {
 	req := request{op: "delete warninglist " + id, method: http.MethodPost, route: "/warninglists/delete/{id}"}
-	if err := checkID(req, "warninglist id", id); err != nil {
+	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return err
 	}
 	req.path = "/warninglists/delete/" + id
@@ -439,9 +439,9 @@ func (c *Client) DeleteWarninglist(ctx context.Context, id string) error {
 	case errors.Is(err, ErrNotFound):
 		return nil
 	case err != nil:
-		return fmt.Errorf("misp: %s: confirm the delete: %w", req.op, err)
+		return fmt.Errorf("misp: %s: confirm the delete: %w", c.opName(req), err)
 	}
-	return &APIError{Op: req.op, Method: req.method, Endpoint: req.route, Status: resp.status,
+	return &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: resp.status,
 		Kind: ErrUnexpectedResponse, Message: "the warninglist still exists after the delete"}
 }
 
