@@ -1,0 +1,211 @@
+// Package engine is the curation engine of one MISPInstance: it turns ZeroMQ messages
+// (package feed) and catch-up requests into the fewest MISP calls that bring each
+// synchronised event from a trusted creator organisation to its policy's state — local
+// trust tags attached, and for publishing policies workflow:state="complete" instead of
+// "incomplete" and the event published (design.md "The job, end to end" §3).
+//
+// What the engine relies on (misp-api.md §1.7–1.10, misp/real/sync/README.md):
+//
+//   - A pulled event produces misp_json_event add|edit (the row: Orgc, locked:true,
+//     EventTag before this sync's tags), tag and attribute messages, misp_json when
+//     published (the full event with every tag, local ones included), then
+//     add|edit_from_connected_server with only the UUID. The last one triggers the
+//     curation at once; the row message names the creator org, so an untrusted pulled
+//     event costs no call.
+//   - A pushed event produces the same minus *_from_connected_server. Its row message
+//     arrives before its tags and attributes are saved, so the engine waits
+//     Options.PushDebounce after the last row message (misp_json, the last message of a
+//     published push, shortens the wait to Options.CoalesceWindow).
+//   - Locally created events (locked:false) are not curated.
+//   - misp_json and misp_json_tag messages never start a curation; they update what the
+//     engine knows about an event (its tags and published flag) so that a curation can
+//     skip the metadata read (see Options.HintTTL).
+//
+// Every curation of an event is serialised: messages for an event waiting or being
+// curated are coalesced into it (at most one follow-up curation after the one in
+// flight). Curation steps are idempotent and derived from the event's current state, so
+// a retry or a crash between two steps is finished by the next pass.
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/misptrust/misp-trust-operator/curator/index"
+	"github.com/misptrust/misp-trust-operator/misp"
+)
+
+// MISP is the part of the MISP client (package misp) the engine calls; *misp.Client
+// satisfies it. Errors are classified with errors.Is against the misp.Err* kinds.
+type MISP interface {
+	// EventMeta reads an event's metadata in one call (Orgc, published, tags with
+	// their locality); misp.ErrNotFound when the event is unknown or invisible.
+	EventMeta(ctx context.Context, eventUUID string) (misp.EventMeta, error)
+	// AttachTags attaches every tag in one call; already attached tags are a success.
+	AttachTags(ctx context.Context, eventUUID string, tags []string, local bool) error
+	// RemoveTag detaches a tag; misp.ErrNotFound means it was not attached (nothing
+	// removed, so nothing unpublished).
+	RemoveTag(ctx context.Context, eventUUID, tag string) error
+	// Publish publishes the event (never /events/alert).
+	Publish(ctx context.Context, eventUUID string) (string, error)
+}
+
+// Source says what made the engine curate an event.
+type Source string
+
+const (
+	// SourcePull: an add|edit_from_connected_server message (this MISP pulled it).
+	SourcePull Source = "pull"
+	// SourcePush: a locked add|edit row message not followed by *_from_connected_server
+	// within the debounce (a partner pushed it, or a pull by numeric id).
+	SourcePush Source = "push"
+	// SourceCatchUp: Enqueue from the REST catch-up.
+	SourceCatchUp Source = "catchup"
+	// SourceRecuration: Enqueue after a trust change (index.Diff).
+	SourceRecuration Source = "recuration"
+)
+
+// Class groups curated events for the call-count metrics and the benchmark.
+type Class string
+
+const (
+	ClassUntrustedPulled Class = "untrusted_pulled"
+	ClassUntrustedPushed Class = "untrusted_pushed"
+	ClassUntrusted       Class = "untrusted" // untrusted event from catch-up or re-curation
+	ClassTagOnly         Class = "tag_only"
+	ClassTagPublish      Class = "tag_publish"
+)
+
+// Hint is what an Enqueue caller already knows about the event.
+type Hint struct {
+	// Source of the request; "" means SourceCatchUp.
+	Source Source
+	// Meta, when set, is the event's metadata as a search just returned it
+	// (misp.Client.SearchEvents): the curation then skips its own EventMeta read.
+	Meta *misp.EventMeta
+}
+
+// Options configure an Engine. Only Index and MISP are required.
+type Options struct {
+	// Instance names the MISPInstance ("namespace/name") in logs, metrics and outcomes.
+	Instance string
+	// Index is the instance's trust index; it is read at every curation, so a policy
+	// change applies to the next event at once.
+	Index *index.Index
+	// MISP is the client (its own rate limit and HTTP retries apply underneath).
+	MISP MISP
+	// Concurrency is the number of events curated in parallel; default 4 (a real MISP
+	// saturates around 30 calls/s, design.md "Scale").
+	Concurrency int
+	// PushDebounce is how long a locked add|edit row message waits for the rest of its
+	// event (tags and attributes are saved after the row) when no *_from_connected_server
+	// follows; every new row message for the event restarts it. Default 5s; negative → 0.
+	PushDebounce time.Duration
+	// CoalesceWindow is the wait after a misp_json (publish) for an event whose row
+	// message is waiting for PushDebounce: misp_json is the last message of a published
+	// push, but a pull still sends *_from_connected_server after it. Default 1s (capped by
+	// PushDebounce); negative → never shorten the debounce.
+	CoalesceWindow time.Duration
+	// DryRun logs the plan of each event and calls nothing that writes (EventMeta reads
+	// still happen). It can be changed later with SetDryRun.
+	DryRun bool
+	// PublishMemoryTTL is how long the engine remembers that it published an event, so
+	// that a duplicate message or a catch-up pass does not publish again while MISP's
+	// background job has not flipped "published" yet (design.md "Failure model").
+	// Default 10m. A row message for the event (a new version) forgets it at once.
+	PublishMemoryTTL time.Duration
+	// HintTTL is how long the engine remembers what the feed told about an event (creator
+	// org, and tags + published after a misp_json). Default 2m.
+	HintTTL time.Duration
+	// MaxHints bounds the remembered events (oldest forgotten first). Default 100,000.
+	MaxHints int
+	// MaxPending bounds the events waiting or being curated; beyond it new events are
+	// dropped (counted, logged; catch-up finds them). Default 100,000.
+	MaxPending int
+	// MaxAttempts bounds the curations of one event after transient failures (MISP 5xx,
+	// 429, network); the last failure is reported in Outcome.Err and the event is left to
+	// catch-up. Default 5.
+	MaxAttempts int
+	// RetryBaseDelay and RetryMaxDelay shape the capped exponential backoff (full jitter)
+	// between attempts. Defaults 2s and 2m.
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// CurationTimeout bounds one attempt (all its MISP calls). Default 2m.
+	CurationTimeout time.Duration
+	// Logger receives one line per curated event that changed something or failed;
+	// per-event detail at V(1).
+	Logger logr.Logger
+	// Metrics (NewMetrics) may be shared by the engines of several instances; nil records
+	// nothing.
+	Metrics *Metrics
+	// OnOutcome is called once per finished curation (success, failure after the last
+	// attempt, untrusted, dry run), from a worker goroutine: keep it short.
+	OnOutcome func(Outcome)
+	// Clock is the time source (tests); default the real clock.
+	Clock Clock
+}
+
+// Outcome is the result of one curation of one event.
+type Outcome struct {
+	Instance  string
+	Policy    string // winning policy key; "" when the creator org is untrusted
+	EventUUID string
+	OrgUUID   string // creator org; "" when it could not be read
+	Source    Source
+	Class     Class
+
+	Tagged            bool // at least one policy tag was attached by this curation
+	Published         bool // this curation published the event
+	RemovedIncomplete bool // workflow:state="incomplete" was removed
+	RemovedTags       []string
+	AlreadyCurated    bool // trusted, and nothing was left to do
+	DryRun            bool // the plan was logged, not applied
+	Plan              Plan // what was (or, in a dry run, would have been) done
+
+	// Calls is the number of MISP calls of this curation (every attempt, reads included).
+	Calls int
+	// Attempts is 1 plus the retries after transient failures.
+	Attempts int
+	// Err is the last error when the curation failed for good (non-retryable, or
+	// MaxAttempts reached); the event is left to catch-up. Wraps a misp.Err* kind.
+	Err error
+
+	// Received is when the first message (or Enqueue) of this curation arrived; Due when
+	// it became ready to run (the debounce ended, a pull completed); At when it finished.
+	Received, Due, At time.Time
+}
+
+// Plan is what a curation does to one event, in this order.
+type Plan struct {
+	// Attach are the policy tags missing from the event, attached as local tags in one
+	// call (workflow:state="complete" included for publishing policies).
+	Attach []string
+	// Remove are tags to detach, one call each: workflow:state="incomplete" for
+	// publishing policies, and local admiralty-scale grades the policy no longer gives.
+	Remove []string
+	// Publish the event after the removals (also when a removal of a global tag is what
+	// unpublished it).
+	Publish bool
+	// PublishIfUnpublished: publish only if removing a global tag unpublished the event
+	// (the event is published now, or was published by us moments ago).
+	PublishIfUnpublished bool
+}
+
+// Empty reports whether the plan does nothing.
+func (p Plan) Empty() bool {
+	return len(p.Attach) == 0 && len(p.Remove) == 0 && !p.Publish && !p.PublishIfUnpublished
+}
+
+// Clock is the engine's time source.
+type Clock interface {
+	Now() time.Time
+	// NewTimer is time.NewTimer.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of *time.Timer the engine uses.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
