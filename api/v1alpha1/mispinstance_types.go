@@ -118,11 +118,38 @@ type CatchUpSpec struct {
 	Lookback *metav1.Duration `json:"lookback,omitempty"`
 }
 
+// Condition types of MISPInstance written by the controller (besides Ready).
+const (
+	// ConditionReachable: MISP answered and its version (>= 2.4.145, the first
+	// with custom warninglists) is supported.
+	ConditionReachable = "Reachable"
+	// ConditionAuthenticated: the API key is accepted (/users/view/me).
+	ConditionAuthenticated = "Authenticated"
+	// ConditionHostOrg: the key's organisation is MISP.host_org_id, which
+	// local tags need. Unknown when the key cannot read the setting (only site
+	// admins can).
+	ConditionHostOrg = "HostOrg"
+	// ConditionSiteAdmin: the key is a site admin, which publishing partners'
+	// events and removing their global workflow tag need.
+	ConditionSiteAdmin = "SiteAdmin"
+	// ConditionWarninglistPermission: the key may create and edit
+	// warninglists (perm_warninglist or site admin).
+	ConditionWarninglistPermission = "WarninglistPermission"
+)
+
 // MISPInstanceStatus is written by two processes, each with its own fields
 // and its own server-side-apply field manager: the controller (MISP access:
 // conditions Ready, Reachable, Authenticated, HostOrg, SiteAdmin,
 // WarninglistPermission; mispVersion; identity) and the curator (feed,
 // catchUp, condition FeedConnected).
+//
+// Ready is True when the controller can manage warninglists: Reachable,
+// Authenticated and WarninglistPermission are True. A key that is not a site
+// admin or not in the host organisation keeps Ready True with reason
+// LimitedCapabilities and a message naming what curation cannot do; the
+// HostOrg and SiteAdmin conditions carry the detail, and every OrgTrustPolicy
+// that needs the missing capability reports it in its CurationPermitted
+// condition.
 type MISPInstanceStatus struct {
 	// ObservedGeneration is the generation the controller last acted on.
 	// +optional

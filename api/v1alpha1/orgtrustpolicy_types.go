@@ -150,12 +150,23 @@ const (
 	ConditionOrganisationsValid = "OrganisationsValid"
 	// ConditionConflicts: some organisations are won by another policy.
 	ConditionConflicts = "Conflicts"
+	// ConditionCurationPermitted: the MISPInstance's key can do what the
+	// curator needs for this policy (local tags: host organisation; publish:
+	// site admin).
+	ConditionCurationPermitted = "CurationPermitted"
 )
 
 // OrgTrustPolicyStatus is written by the controller (conditions Ready,
-// Synced, OrganisationsValid, Conflicts; warninglist; effective values) and
-// by the curator (curation), each with its own server-side-apply field
-// manager.
+// Synced, OrganisationsValid, Conflicts, CurationPermitted; warninglist;
+// effective values) and by the curator (curation), each with its own
+// server-side-apply field manager.
+//
+// Ready is True when the warninglist matches the policy. It does not depend
+// on Conflicts (losing an organisation to a higher policy is the precedence
+// rule at work) nor on CurationPermitted (a missing capability is named in
+// Ready's message and in CurationPermitted). While the MISPInstance is
+// missing or not Ready, Ready is False (InstanceNotFound, InstanceNotReady)
+// and MISP is not called.
 type OrgTrustPolicyStatus struct {
 	// ObservedGeneration is the generation the controller last acted on.
 	// +optional
@@ -195,7 +206,12 @@ type WarninglistStatus struct {
 	// Name of the warninglist in MISP.
 	// +optional
 	Name string `json:"name,omitempty"`
-	// Entries in the list.
+	// Entries in the list: the organisations this policy wins. An
+	// organisation listed by several policies of the same instance is written
+	// only into the winner's list, so MISP shows one trust level per
+	// organisation, the one the curator applies. MISP refuses an empty list:
+	// a policy that wins no organisation keeps a single placeholder entry
+	// (<valuePrefix>00000000-0000-0000-0000-000000000000) and Entries is 0.
 	// +optional
 	Entries int32 `json:"entries,omitempty"`
 	// EntriesHash is a digest of the entries last written, so an unchanged
