@@ -105,39 +105,117 @@ func (s *Server) timeRange(v any) (from, to int64, ok bool) {
 	return from, to, ok
 }
 
-// matchEvents applies the index/restSearch filters that the double models: eventid (id or
-// uuid), uuid (event or attribute uuid), org (creator: id, uuid or name), tag/tags (id or
-// name), published, timestamp, publish_timestamp, eventinfo, datefrom, dateuntil.
+// matchEventsLocked applies the index/restSearch filters that the double models: eventid (id
+// or uuid), uuid (event or attribute uuid), org (creator: id, uuid or name), tag/tags (id or
+// name), published, timestamp, publish_timestamp, eventinfo, datefrom, dateuntil. Results are
+// in id order.
 func (s *Server) matchEventsLocked(u *userRec, f map[string]any) []*eventRec {
-	ids := make([]int, 0, len(s.events))
-	for id := range s.events {
-		ids = append(ids, id)
+	match := s.compileFilterLocked(f)
+	candidates := s.eventOrder
+	// The curator's usual call names one event: look it up instead of scanning.
+	if v, ok := f["eventid"]; ok && !phpEmpty(v) {
+		if pos, neg := terms(v); len(pos) == 1 && len(neg) == 0 {
+			candidates = nil
+			if ev := s.eventByRef(pos[0]); ev != nil {
+				candidates = []int{ev.id}
+			}
+		}
 	}
-	sort.Ints(ids)
 	var out []*eventRec
-	for _, id := range ids {
+	for _, id := range candidates {
 		ev := s.events[id]
-		if s.visibleLocked(u, ev) && s.eventMatchesLocked(ev, f) {
+		if s.visibleLocked(u, ev) && match(ev) {
 			out = append(out, ev)
 		}
 	}
 	return out
 }
 
-func (s *Server) eventMatchesLocked(ev *eventRec, f map[string]any) bool {
-	refMatch := func(t string) bool {
-		if isUUID(t) {
-			return strings.EqualFold(t, ev.uuid)
-		}
-		return t == itoa(ev.id)
+// termFilter is a parsed "a|b|!c" filter value.
+type termFilter struct{ pos, neg []string }
+
+func newTermFilter(v any) *termFilter {
+	if phpEmpty(v) {
+		return nil
 	}
-	if v, ok := f["eventid"]; ok && !phpEmpty(v) {
-		if !anyNone(v, refMatch) {
+	pos, neg := terms(v)
+	return &termFilter{pos, neg}
+}
+
+// ok is true when some positive term matches (or there is none) and no negated one does.
+func (tf *termFilter) ok(match func(string) bool) bool {
+	if tf == nil {
+		return true
+	}
+	for _, t := range tf.neg {
+		if match(t) {
 			return false
 		}
 	}
-	if v, ok := f["uuid"]; ok && !phpEmpty(v) {
-		if !anyNone(v, func(t string) bool {
+	if len(tf.pos) == 0 {
+		return true
+	}
+	for _, t := range tf.pos {
+		if match(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) compileFilterLocked(f map[string]any) func(*eventRec) bool {
+	eventID := newTermFilter(f["eventid"])
+	uuid := newTermFilter(f["uuid"])
+	org := newTermFilter(f["org"])
+	tag := newTermFilter(f["tag"])
+	tags := newTermFilter(f["tags"])
+	info := newTermFilter(f["eventinfo"])
+	tsFrom, tsTo, tsOK := s.timeRange(f["timestamp"])
+	ptsFrom, ptsTo, ptsOK := s.timeRange(f["publish_timestamp"])
+	dateFrom, dateUntil := "", ""
+	if v := f["datefrom"]; !phpEmpty(v) {
+		dateFrom = phpString(v)
+	}
+	if v := f["dateuntil"]; !phpEmpty(v) {
+		dateUntil = phpString(v)
+	}
+	published := func(*eventRec) bool { return true }
+	if v, ok := f["published"]; ok && v != nil {
+		if arr, isArr := v.([]any); isArr {
+			published = func(ev *eventRec) bool {
+				for _, x := range arr {
+					if phpEmpty(x) != ev.published {
+						return true
+					}
+				}
+				return len(arr) == 0
+			}
+		} else if str := phpString(v); str == "0" || str == "1" || str == "" {
+			want := !phpEmpty(v)
+			published = func(ev *eventRec) bool { return ev.published == want }
+		}
+	}
+	hasTag := func(ev *eventRec) func(string) bool {
+		return func(t string) bool {
+			for _, et := range ev.tags {
+				tg := s.tags[et.tagID]
+				if t == itoa(tg.id) || likeMatch(tg.name, t) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return func(ev *eventRec) bool {
+		if !eventID.ok(func(t string) bool {
+			if isUUID(t) {
+				return strings.EqualFold(t, ev.uuid)
+			}
+			return t == itoa(ev.id)
+		}) {
+			return false
+		}
+		if !uuid.ok(func(t string) bool {
 			if strings.EqualFold(t, ev.uuid) {
 				return true
 			}
@@ -150,88 +228,29 @@ func (s *Server) eventMatchesLocked(ev *eventRec, f map[string]any) bool {
 		}) {
 			return false
 		}
-	}
-	if v, ok := f["org"]; ok && !phpEmpty(v) {
 		o := s.orgs[ev.orgcID]
-		if !anyNone(v, func(t string) bool {
+		if !org.ok(func(t string) bool {
 			return t == itoa(o.id) || strings.EqualFold(t, o.uuid) || strings.EqualFold(t, o.name)
 		}) {
 			return false
 		}
-	}
-	for _, key := range []string{"tag", "tags"} {
-		if v, ok := f[key]; ok && !phpEmpty(v) {
-			if !anyNone(v, func(t string) bool {
-				for _, et := range ev.tags {
-					tag := s.tags[et.tagID]
-					if t == itoa(tag.id) || likeMatch(tag.name, t) {
-						return true
-					}
-				}
-				return false
-			}) {
-				return false
-			}
-		}
-	}
-	if v, ok := f["published"]; ok && v != nil {
-		if arr, isArr := v.([]any); isArr {
-			found := len(arr) == 0
-			for _, x := range arr {
-				if phpEmpty(x) != ev.published {
-					found = true
-				}
-			}
-			if !found {
-				return false
-			}
-		} else if str := phpString(v); str == "0" || str == "1" || str == "" {
-			if phpEmpty(v) == ev.published {
-				return false
-			}
-		}
-	}
-	if v, ok := f["timestamp"]; ok {
-		if from, to, ok := s.timeRange(v); ok && (ev.timestamp < from || ev.timestamp > to) {
+		if !tag.ok(hasTag(ev)) || !tags.ok(hasTag(ev)) || !published(ev) {
 			return false
 		}
-	}
-	if v, ok := f["publish_timestamp"]; ok {
-		if from, to, ok := s.timeRange(v); ok && (ev.publishTimestamp < from || ev.publishTimestamp > to) {
+		if tsOK && (ev.timestamp < tsFrom || ev.timestamp > tsTo) {
 			return false
 		}
-	}
-	if v, ok := f["eventinfo"]; ok && !phpEmpty(v) {
-		if !anyNone(v, func(t string) bool { return strings.Contains(strings.ToLower(ev.info), strings.ToLower(t)) }) {
+		if ptsOK && (ev.publishTimestamp < ptsFrom || ev.publishTimestamp > ptsTo) {
 			return false
 		}
-	}
-	if v, ok := f["datefrom"]; ok && !phpEmpty(v) && ev.date < phpString(v) {
-		return false
-	}
-	if v, ok := f["dateuntil"]; ok && !phpEmpty(v) && ev.date > phpString(v) {
-		return false
-	}
-	return true
-}
-
-// anyNone is true when some positive term matches (or there is none) and no negated one does.
-func anyNone(v any, match func(string) bool) bool {
-	pos, neg := terms(v)
-	for _, t := range neg {
-		if match(t) {
+		if !info.ok(func(t string) bool { return strings.Contains(strings.ToLower(ev.info), strings.ToLower(t)) }) {
 			return false
 		}
-	}
-	if len(pos) == 0 {
+		if dateFrom != "" && ev.date < dateFrom || dateUntil != "" && ev.date > dateUntil {
+			return false
+		}
 		return true
 	}
-	for _, t := range pos {
-		if match(t) {
-			return true
-		}
-	}
-	return false
 }
 
 // paginate applies limit and page (1-based).

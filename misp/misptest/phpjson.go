@@ -21,26 +21,110 @@ type field struct {
 // MarshalJSON writes the fields in order. Values are encoded without HTML escaping, like PHP's
 // json_encode (which never escapes <, > or &).
 func (o obj) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, f := range o {
-		if i > 0 {
-			b.WriteByte(',')
+	return appendJSON(nil, o)
+}
+
+// appendJSON encodes v onto b. The types the double builds (obj, []any, strings, numbers,
+// bools, nil) are written directly, so nested objects are not re-compacted level by level
+// as encoding/json does for Marshalers; anything else goes through encoding/json.
+func appendJSON(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case obj:
+		b = append(b, '{')
+		for i, f := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, f.K)
+			b = append(b, ':')
+			var err error
+			if b, err = appendJSON(b, f.V); err != nil {
+				return nil, fmt.Errorf("encode field %q: %w", f.K, err)
+			}
 		}
-		k, err := encodeJSON(f.K)
-		if err != nil {
-			return nil, err
+		return append(b, '}'), nil
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSON(b, e); err != nil {
+				return nil, err
+			}
 		}
-		b.Write(k)
-		b.WriteByte(':')
-		v, err := encodeJSON(f.V)
-		if err != nil {
-			return nil, fmt.Errorf("encode field %q: %w", f.K, err)
-		}
-		b.Write(v)
+		return append(b, ']'), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	enc, err := encodeJSON(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, enc...), nil
+}
+
+// appendJSONString writes s as a JSON string without HTML escaping (encoding/json rules
+// otherwise: control characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = fmt.Appendf(b, `\u%04x`, c)
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = fmt.Appendf(b, `\u%04x`, r)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // get returns the value of key k.
@@ -67,7 +151,7 @@ func encodeJSON(v any) ([]byte, error) {
 // compactJSON is PHP JsonTool::encode / json_encode with JSON_UNESCAPED_SLASHES |
 // JSON_UNESCAPED_UNICODE: what MISP pushes to Redis for ZeroMQ and what restSearch writes.
 func compactJSON(v any) []byte {
-	b, err := encodeJSON(v)
+	b, err := appendJSON(nil, v)
 	if err != nil {
 		// Only programming errors (unsupported types) get here; the double builds every value.
 		panic(fmt.Sprintf("misptest: encode JSON: %v", err))

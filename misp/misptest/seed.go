@@ -128,6 +128,7 @@ func (s *Server) seedState() {
 	s.syncUsers = map[int]*userRec{}
 	s.tags = map[int]*tagRec{}
 	s.events = map[int]*eventRec{}
+	s.eventsByUUID = map[string]*eventRec{}
 	s.wls = map[int]*wlRec{}
 	s.nextOrgID, s.nextUserID, s.nextTagID, s.nextEventID = 1, 1, 1, 1
 	s.nextAttrID, s.nextEventTagID = 1, 1

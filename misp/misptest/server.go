@@ -102,6 +102,8 @@ type Server struct {
 	tagOrder       []int
 	nextTagID      int
 	events         map[int]*eventRec
+	eventsByUUID   map[string]*eventRec // lower-case uuid
+	eventOrder     []int                // event ids, ascending
 	nextEventID    int
 	nextAttrID     int
 	nextEventTagID int

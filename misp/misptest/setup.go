@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -212,6 +213,9 @@ func (s *Server) newEventLocked(e Event, owner, orgc *orgRec, creator *userRec) 
 		timestamp: ts.Unix(), remoteTimestamp: ts.Unix(),
 	}
 	s.events[id] = ev
+	s.eventsByUUID[uuid] = ev
+	i, _ := slices.BinarySearch(s.eventOrder, id)
+	s.eventOrder = slices.Insert(s.eventOrder, i, id)
 	return ev
 }
 

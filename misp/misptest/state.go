@@ -259,12 +259,7 @@ func (s *Server) tagByExactName(name string) *tagRec {
 // eventByRef resolves a numeric id or a UUID (events accept both, misp-api.md §2.2).
 func (s *Server) eventByRef(ref string) *eventRec {
 	if isUUID(ref) {
-		for _, e := range s.events {
-			if strings.EqualFold(e.uuid, ref) {
-				return e
-			}
-		}
-		return nil
+		return s.eventByUUID(ref)
 	}
 	if id, err := strconv.Atoi(ref); err == nil {
 		return s.events[id]
@@ -273,12 +268,7 @@ func (s *Server) eventByRef(ref string) *eventRec {
 }
 
 func (s *Server) eventByUUID(uuid string) *eventRec {
-	for _, e := range s.events {
-		if strings.EqualFold(e.uuid, uuid) {
-			return e
-		}
-	}
-	return nil
+	return s.eventsByUUID[strings.ToLower(uuid)]
 }
 
 func (s *Server) attributeByUUID(uuid string) (*eventRec, *attributeRec) {
@@ -335,14 +325,15 @@ func isUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}
-	for i, c := range s {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch i {
 		case 8, 13, 18, 23:
 			if c != '-' {
 				return false
 			}
 		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
 				return false
 			}
 		}
