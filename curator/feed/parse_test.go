@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -296,7 +297,8 @@ func TestParseSizeLimit(t *testing.T) {
 
 // bigPublishFrame builds a misp_json frame of at least size bytes from the
 // captured publish of a pulled event by repeating its attributes (with long
-// comments), as a busy event with thousands of attributes would look.
+// comments), as a busy event with thousands of attributes would look. The
+// event's keys come out sorted, which puts "Tag" after "Attribute".
 func bigPublishFrame(t testing.TB, size int) []byte {
 	t.Helper()
 	frame := readFrame(t, "publish_pulled_local_tags")
@@ -310,24 +312,28 @@ func bigPublishFrame(t testing.TB, size int) []byte {
 	if err := json.Unmarshal(payload.Event["Attribute"], &attrs); err != nil {
 		t.Fatal(err)
 	}
-	var big []map[string]any
-	n := 0
-	for i := 0; n < size; i++ {
-		a := make(map[string]any, len(attrs[0]))
-		for k, v := range attrs[i%len(attrs)] {
-			a[k] = v
-		}
+	// Each attribute without its id, as JSON: `"category":...}`.
+	var tails [][]byte
+	for _, a := range attrs {
+		delete(a, "id")
 		a["comment"] = strings.Repeat("lorem ipsum \"quoted\" \\ ", 10)
-		a["id"] = i
-		b, _ := json.Marshal(a)
-		n += len(b) + 1
-		big = append(big, a)
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tails = append(tails, b[1:])
 	}
-	raw, err := json.Marshal(big)
-	if err != nil {
-		t.Fatal(err)
+	var list bytes.Buffer
+	list.WriteByte('[')
+	for i := 0; list.Len() < size; i++ {
+		if i > 0 {
+			list.WriteByte(',')
+		}
+		fmt.Fprintf(&list, `{"id":"%d",`, i)
+		list.Write(tails[i%len(tails)])
 	}
-	payload.Event["Attribute"] = raw
+	list.WriteByte(']')
+	payload.Event["Attribute"] = list.Bytes()
 	out, err := json.Marshal(payload)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -382,7 +383,7 @@ func (s *Subscriber) connect(ctx context.Context) (*conn, error) {
 func (s *Subscriber) explainDialError(err error, hooks *dialHooks) *dialError {
 	g := hooks.getConn()
 	if g == nil {
-		return &dialError{stage: StageConnect, msg: "connect: " + tcpReason(err), err: err}
+		return &dialError{stage: StageConnect, msg: tcpReason(err), err: err}
 	}
 	d := g.diag()
 	mech := s.mech
@@ -409,13 +410,21 @@ func (s *Subscriber) explainDialError(err error, hooks *dialHooks) *dialError {
 	return &dialError{stage: StageHandshake, msg: msg, err: err}
 }
 
-// tcpReason keeps the useful tail of a dial error ("connection refused").
+// tcpReason says why the TCP connect failed ("TCP connect: connection refused").
 func tcpReason(err error) string {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return "resolve " + dnsErr.Name + ": " + dnsErr.Err
+	}
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		return "TCP connect: " + sysErr.Err.Error()
+	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {
-		return oe.Err.Error()
+		return "TCP connect: " + oe.Err.Error()
 	}
-	return zmq4Reason(err)
+	return "TCP connect: " + zmq4Reason(err)
 }
 
 // zmq4Reason drops zmq4's repeated "zmq4: could not …: " prefixes.
@@ -439,7 +448,7 @@ func (s *Subscriber) connectFailed(err error, failures int) {
 		st.LastError = de.msg
 		st.LastErrorAt = time.Now()
 	})
-	s.logConnError(de.msg, "stage", de.stage, "failures", failures)
+	s.logConnError(de.msg, "stage", de.stage, "failures", failures, "zmq4Error", de.err.Error())
 }
 
 // logConnError logs a connection problem at Info when it differs from the last
