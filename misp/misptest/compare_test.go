@@ -15,11 +15,6 @@ type okv struct {
 	vals map[string]any
 }
 
-func (o *okv) get(k string) (any, bool) {
-	v, ok := o.vals[k]
-	return v, ok
-}
-
 // parseOrdered decodes JSON keeping object key order and numbers as json.Number.
 func parseOrdered(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))

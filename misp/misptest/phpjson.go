@@ -127,16 +127,6 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// get returns the value of key k.
-func (o obj) get(k string) (any, bool) {
-	for _, f := range o {
-		if f.K == k {
-			return f.V, true
-		}
-	}
-	return nil, false
-}
-
 // encodeJSON is json.Marshal without HTML escaping.
 func encodeJSON(v any) ([]byte, error) {
 	var b bytes.Buffer

@@ -342,20 +342,6 @@ func (r shapeRules) withLenFree(suffixes ...string) shapeRules {
 	return r
 }
 
-// withoutExact returns r without value comparison for these keys.
-func (r shapeRules) withoutExact(keys ...string) shapeRules {
-	prev := r.exact
-	r.exact = func(path, key string) bool {
-		for _, k := range keys {
-			if k == key {
-				return false
-			}
-		}
-		return prev(path, key)
-	}
-	return r
-}
-
 // dropAttributeTags removes "attached to attribute" messages from a captured pull or push:
 // the double does not model attribute tags of synchronised events.
 func dropAttributeTags(m zmqCapture) bool {

@@ -1,7 +1,6 @@
 package misptest
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -225,8 +224,6 @@ func (w *wlRec) typeNames() []string {
 
 // ---- lookups (callers hold s.mu) ----
 
-func (s *Server) orgByID(id int) *orgRec { return s.orgs[id] }
-
 func (s *Server) orgByUUID(uuid string) *orgRec {
 	for _, o := range s.orgs {
 		if strings.EqualFold(o.uuid, uuid) {
@@ -348,10 +345,4 @@ func atoiOr(s string, d int) int {
 		return n
 	}
 	return d
-}
-
-func mustPositive(id int, what string) {
-	if id <= 0 {
-		panic(fmt.Sprintf("misptest: invalid %s id %d", what, id))
-	}
 }

@@ -8,10 +8,10 @@ import (
 
 // tagFixture: a partner's pulled event, an admin, a host-org publisher, a partner-org user.
 type tagFixture struct {
-	s                      *Server
-	ev                     Event
-	admin, pub, outsider   string
-	tagEditor, noTagEditor string
+	s                    *Server
+	ev                   Event
+	admin, pub, outsider string
+	tagEditor            string
 }
 
 func newTagFixture(t *testing.T) tagFixture {
