@@ -161,7 +161,10 @@ type Outcome struct {
 	RemovedTags       []string
 	AlreadyCurated    bool // trusted, and nothing was left to do
 	DryRun            bool // the plan was logged, not applied
-	Plan              Plan // what was (or, in a dry run, would have been) done
+	// Skipped says why nothing was looked at: "local event" (not synchronised, locked
+	// false), "event not found" (deleted before its curation).
+	Skipped string
+	Plan    Plan // what was (or, in a dry run, would have been) done
 
 	// Calls is the number of MISP calls of this curation (every attempt, reads included).
 	Calls int
