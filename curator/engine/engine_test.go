@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
+	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
 )
