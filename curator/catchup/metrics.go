@@ -1,0 +1,142 @@
+package catchup
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the catch-up metrics, labelled by instance ("namespace/name"). One Metrics
+// serves every Runner of a process; a nil *Metrics records nothing.
+type Metrics struct {
+	passes   *prometheus.CounterVec
+	scanned  *prometheus.CounterVec
+	enqueued *prometheus.CounterVec
+	lag      *prometheus.GaugeVec
+	held     *prometheus.GaugeVec
+}
+
+// Label values of passes_total.
+const (
+	KindPass       = "pass"
+	KindRecuration = "recuration"
+
+	resultOK    = "ok"
+	resultError = "error"
+)
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered); a second
+// call on the same registry reuses the registered collectors.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misptrust_catchup_passes_total",
+			Help: "REST catch-up passes, by kind (pass, recuration) and result (ok, error).",
+		}, []string{"instance", "kind", "result"}),
+		scanned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misptrust_catchup_events_scanned_total",
+			Help: "Events returned by MISP's event index to catch-up searches.",
+		}, []string{"instance"}),
+		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misptrust_catchup_events_enqueued_total",
+			Help: "Events handed to the curation engine by catch-up, by kind (pass, recuration, retry).",
+		}, []string{"instance", "kind"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "misptrust_catchup_lag_seconds",
+			Help: "Seconds between now and the catch-up watermark after the last pass (how far back the next pass looks, minus the safety margin).",
+		}, []string{"instance"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "misptrust_catchup_unsettled_events",
+			Help: "Events handed to the engine whose curation has not succeeded yet; they hold the persisted watermark back.",
+		}, []string{"instance"}),
+	}
+	if reg != nil {
+		m.passes = register(reg, m.passes)
+		m.scanned = register(reg, m.scanned)
+		m.enqueued = register(reg, m.enqueued)
+		m.lag = register(reg, m.lag)
+		m.held = register(reg, m.held)
+	}
+	return m
+}
+
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing
+		}
+	}
+	panic(fmt.Sprintf("catchup: register metrics: %v", err))
+}
+
+func (m *Metrics) init(instance string) {
+	if m == nil {
+		return
+	}
+	for _, k := range []string{KindPass, KindRecuration} {
+		for _, r := range []string{resultOK, resultError} {
+			m.passes.WithLabelValues(instance, k, r)
+		}
+	}
+	m.scanned.WithLabelValues(instance)
+	for _, k := range []string{KindPass, KindRecuration, "retry"} {
+		m.enqueued.WithLabelValues(instance, k)
+	}
+}
+
+func (m *Metrics) pass(instance, kind string, err error) {
+	if m == nil {
+		return
+	}
+	r := resultOK
+	if err != nil {
+		r = resultError
+	}
+	m.passes.WithLabelValues(instance, kind, r).Inc()
+}
+
+func (m *Metrics) scan(instance string, n int) {
+	if m == nil {
+		return
+	}
+	m.scanned.WithLabelValues(instance).Add(float64(n))
+}
+
+func (m *Metrics) enqueue(instance, kind string) {
+	if m == nil {
+		return
+	}
+	m.enqueued.WithLabelValues(instance, kind).Inc()
+}
+
+func (m *Metrics) setLag(instance string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.lag.WithLabelValues(instance).Set(seconds)
+}
+
+func (m *Metrics) setHeld(instance string, n int) {
+	if m == nil {
+		return
+	}
+	m.held.WithLabelValues(instance).Set(float64(n))
+}
+
+// Forget removes an instance's series (its pipeline stopped for good).
+func (m *Metrics) Forget(instance string) {
+	if m == nil {
+		return
+	}
+	for _, v := range []*prometheus.CounterVec{m.passes, m.scanned, m.enqueued} {
+		v.DeletePartialMatch(prometheus.Labels{"instance": instance})
+	}
+	m.lag.DeleteLabelValues(instance)
+	m.held.DeleteLabelValues(instance)
+}

@@ -1,0 +1,556 @@
+package catchup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/misptrust/misp-trust-operator/curator/engine"
+	"github.com/misptrust/misp-trust-operator/curator/index"
+	"github.com/misptrust/misp-trust-operator/misp"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultInterval      = 5 * time.Minute
+	DefaultJitter        = 0.1
+	DefaultMinSpacing    = 10 * time.Second
+	DefaultLookback      = 24 * time.Hour
+	DefaultSafetyMargin  = 2 * time.Minute
+	DefaultPageSize      = 500
+	DefaultMaxOrgQueries = 5
+	DefaultRetryBase     = 5 * time.Second
+	DefaultMaxUnsettled  = 100000
+)
+
+// Enqueuer is the part of the engine catch-up feeds; *engine.Engine satisfies it.
+type Enqueuer interface {
+	Enqueue(eventUUID string, hint engine.Hint)
+}
+
+// Options configure a Runner. Searcher, Index and Engine are required.
+type Options struct {
+	// Instance names the MISPInstance ("namespace/name") in logs and metrics.
+	Instance string
+	Searcher Searcher
+	// Fields are the clocks each pass scans (default: timestamp only); the curator passes
+	// MISPSearcher.Fields().
+	Fields []TimeField
+	Index  *index.Index
+	Engine Enqueuer
+
+	// Interval between passes (default 5m), jittered by ±Jitter (default 0.1).
+	Interval time.Duration
+	Jitter   float64
+	// MinSpacing: a Trigger less than this after the start of the previous pass waits
+	// (default 10s), so a flapping feed does not turn into a flood of searches.
+	MinSpacing time.Duration
+	// Lookback bounds the first pass without a watermark and re-curations (default 24h).
+	Lookback time.Duration
+	// SafetyMargin is subtracted from the watermark (default 2m, see the package doc).
+	SafetyMargin time.Duration
+	// PageSize of the index searches (default 500).
+	PageSize int
+	// MaxOrgQueries: a re-curation of at most this many organisations searches them one by
+	// one with MISP's org filter; more run one search filtered here (default 5).
+	MaxOrgQueries int
+	// RetryBase is the first wait after a failed pass (default 5s), doubled per failure
+	// up to Interval.
+	RetryBase time.Duration
+	// MaxUnsettled bounds the events tracked between Enqueue and Settled (default 100,000).
+	MaxUnsettled int
+
+	// Watermark returns the persisted watermark (zero: none); called once by Run, retried
+	// until it succeeds.
+	Watermark func(ctx context.Context) (time.Time, error)
+	// OnProgress is called after every complete pass with what to persist.
+	OnProgress func(Progress)
+
+	Now     func() time.Time
+	Rand    func() float64 // [0,1), for the jitter; default math/rand/v2
+	Logger  logr.Logger
+	Metrics *Metrics
+}
+
+// Progress is what a pass leaves for the status.
+type Progress struct {
+	// Watermark to persist: the start of the last complete pass, held back to the pass
+	// that first saw an event whose curation has not succeeded yet.
+	Watermark     time.Time
+	LastRun       time.Time
+	EventsScanned int64
+}
+
+// Runner is the catch-up of one MISPInstance. Create it with New and start it with Run;
+// Trigger, Recurate and Settled are safe for concurrent use and never block.
+type Runner struct {
+	opts Options
+	log  logr.Logger
+
+	trigger chan struct{}
+	wake    chan struct{}
+
+	mu          sync.Mutex
+	recurate    map[string]bool
+	unsettled   map[string]*unsettled
+	wm          time.Time // where the next pass scans from (before the margin)
+	full        bool      // MaxUnsettled reached (logged once)
+	lastStarted time.Time
+}
+
+// unsettled is an event handed to the engine (or failed in it) whose curation did not
+// succeed yet.
+type unsettled struct {
+	hold   time.Time // the watermark the pass that found it scanned from; zero: holds nothing
+	added  time.Time
+	failed bool // the engine gave up on it: re-enqueue at the next pass
+}
+
+// New checks the options and returns a Runner.
+func New(opts Options) (*Runner, error) {
+	if opts.Searcher == nil || opts.Index == nil || opts.Engine == nil {
+		return nil, errors.New("catchup: Options.Searcher, Index and Engine are required")
+	}
+	if len(opts.Fields) == 0 {
+		opts.Fields = []TimeField{FieldTimestamp}
+	}
+	setDefault(&opts.Interval, DefaultInterval)
+	setDefault(&opts.MinSpacing, DefaultMinSpacing)
+	setDefault(&opts.Lookback, DefaultLookback)
+	setDefault(&opts.SafetyMargin, DefaultSafetyMargin)
+	setDefault(&opts.PageSize, DefaultPageSize)
+	setDefault(&opts.MaxOrgQueries, DefaultMaxOrgQueries)
+	setDefault(&opts.RetryBase, DefaultRetryBase)
+	setDefault(&opts.MaxUnsettled, DefaultMaxUnsettled)
+	if opts.Jitter <= 0 || opts.Jitter >= 1 {
+		opts.Jitter = DefaultJitter
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	if opts.Watermark == nil {
+		opts.Watermark = func(context.Context) (time.Time, error) { return time.Time{}, nil }
+	}
+	log := opts.Logger
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	opts.Metrics.init(opts.Instance)
+	return &Runner{
+		opts:      opts,
+		log:       log.WithValues("instance", opts.Instance),
+		trigger:   make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		recurate:  map[string]bool{},
+		unsettled: map[string]*unsettled{},
+	}, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Trigger asks for a pass soon (after a ZeroMQ (re)connect: what was published while
+// disconnected is lost).
+func (r *Runner) Trigger() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Recurate asks for the events of these organisations within Lookback to be curated
+// again (index.Diff after a trust change). Requests are merged.
+func (r *Runner) Recurate(orgs []string) {
+	if len(orgs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for _, o := range orgs {
+		r.recurate[o] = true
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Settled is told the end of every curation of the instance's engine (engine.Outcome):
+// err is Outcome.Err. A success, or a failure that retrying cannot fix (the event is gone,
+// a permission is missing), forgets the event; any other failure is retried at the next
+// pass and holds the persisted watermark back.
+func (r *Runner) Settled(eventUUID string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.unsettled[eventUUID]
+	if err == nil || !retryable(err) {
+		if u != nil {
+			delete(r.unsettled, eventUUID)
+		}
+		r.opts.Metrics.setHeld(r.opts.Instance, len(r.unsettled))
+		return
+	}
+	if u == nil {
+		// A feed-started curation the engine gave up on: retry it from here. It holds the
+		// watermark from where the next pass scans, so a restart still rescans its window.
+		if !r.track(eventUUID, r.wm, r.opts.Now()) {
+			return
+		}
+		u = r.unsettled[eventUUID]
+	}
+	u.failed = true
+	r.opts.Metrics.setHeld(r.opts.Instance, len(r.unsettled))
+}
+
+// retryable tells transient failures (MISP 5xx, 429, network, a refused key that a person
+// will fix) from those a retry cannot change.
+func retryable(err error) bool {
+	for _, permanent := range []error{misp.ErrNotFound, misp.ErrForbidden, misp.ErrNotAllowed,
+		misp.ErrValidation, misp.ErrInvalidArgument} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	return true
+}
+
+// track records an unsettled event; false when the bound is reached. Caller holds mu.
+func (r *Runner) track(uuid string, hold, now time.Time) bool {
+	if u := r.unsettled[uuid]; u != nil {
+		if !u.hold.IsZero() && (hold.IsZero() || hold.After(u.hold)) {
+			return true // keep the earlier hold
+		}
+		u.hold = hold
+		return true
+	}
+	if len(r.unsettled) >= r.opts.MaxUnsettled {
+		if !r.full {
+			r.full = true
+			r.log.Info("too many events waiting for their curation: new ones are no longer tracked "+
+				"(they are found again by the next pass while their change is inside its window)",
+				"limit", r.opts.MaxUnsettled)
+		}
+		return false
+	}
+	r.unsettled[uuid] = &unsettled{hold: hold, added: now}
+	return true
+}
+
+// Run runs passes until ctx ends; it returns nil then.
+func (r *Runner) Run(ctx context.Context) error {
+	wm, err := r.loadWatermark(ctx)
+	if err != nil {
+		return nil // ctx ended
+	}
+	r.mu.Lock()
+	r.wm = wm
+	r.mu.Unlock()
+
+	timer := time.NewTimer(0) // the first pass at once
+	defer timer.Stop()
+	failures, recurationFailures := 0, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+			if err := r.runRecuration(ctx); err != nil && ctx.Err() == nil {
+				recurationFailures++
+				d := r.retryDelay(recurationFailures)
+				r.log.Error(err, "re-curation search failed; retrying", "retryIn", d.Round(time.Second))
+				r.afterFunc(ctx, d, func() {
+					select {
+					case r.wake <- struct{}{}:
+					default:
+					}
+				})
+			} else {
+				recurationFailures = 0
+			}
+			continue
+		case <-r.trigger:
+			r.mu.Lock()
+			wait := r.lastStarted.Add(r.opts.MinSpacing).Sub(r.opts.Now())
+			r.mu.Unlock()
+			if wait > 0 {
+				// Coalesce: one pass at the end of the spacing covers this trigger.
+				resetTimer(timer, wait)
+				continue
+			}
+		case <-timer.C:
+		}
+		err := r.pass(ctx)
+		var next time.Duration
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			next = r.retryDelay(failures)
+			r.log.Error(err, "catch-up pass failed; the watermark stays and the pass is retried", "retryIn", next.Round(time.Second))
+		default:
+			failures = 0
+			next = r.jittered(r.opts.Interval)
+		}
+		resetTimer(timer, next)
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+func (r *Runner) afterFunc(ctx context.Context, d time.Duration, f func()) {
+	t := time.AfterFunc(d, f)
+	context.AfterFunc(ctx, func() { t.Stop() })
+}
+
+func (r *Runner) loadWatermark(ctx context.Context) (time.Time, error) {
+	for attempt := 1; ; attempt++ {
+		wm, err := r.opts.Watermark(ctx)
+		if err == nil {
+			return wm, nil
+		}
+		r.log.Error(err, "read the persisted catch-up watermark; retrying")
+		t := time.NewTimer(r.retryDelay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return time.Time{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Runner) retryDelay(failures int) time.Duration {
+	d := r.opts.RetryBase
+	for i := 1; i < failures && d < r.opts.Interval; i++ {
+		d *= 2
+	}
+	return min(d, r.opts.Interval)
+}
+
+func (r *Runner) jittered(d time.Duration) time.Duration {
+	f := 1 + r.opts.Jitter*(2*r.opts.Rand()-1)
+	return time.Duration(float64(d) * f)
+}
+
+// pass is one catch-up pass.
+func (r *Runner) pass(ctx context.Context) error {
+	start := r.opts.Now()
+	r.mu.Lock()
+	r.lastStarted = start
+	wm := r.wm
+	since := wm.Add(-r.opts.SafetyMargin)
+	if wm.IsZero() {
+		since = start.Add(-r.opts.Lookback)
+	}
+	retry := r.retriesLocked(start)
+	r.mu.Unlock()
+
+	// An event found now is found again by any pass whose watermark is at most hold.
+	hold := since.Add(r.opts.SafetyMargin)
+	seen := map[string]bool{}
+	scanned, enqueued := 0, 0
+	for _, f := range r.opts.Fields {
+		n, e, err := r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta) bool {
+			return r.consider(m, seen, hold, engine.SourceCatchUp)
+		})
+		scanned += n
+		enqueued += e
+		if err != nil {
+			r.opts.Metrics.pass(r.opts.Instance, KindPass, err)
+			return fmt.Errorf("catch-up of events changed since %s (by %s): %w", since.UTC().Format(time.RFC3339), f, err)
+		}
+	}
+	for _, uuid := range retry {
+		if seen[uuid] {
+			continue // the scan found it again, with fresh metadata
+		}
+		// No hint: the metadata the engine read when it failed may be stale.
+		r.opts.Engine.Enqueue(uuid, engine.Hint{Source: engine.SourceCatchUp})
+		r.opts.Metrics.enqueue(r.opts.Instance, "retry")
+	}
+	end := r.opts.Now()
+	r.mu.Lock()
+	r.wm = start
+	persist := start
+	for _, u := range r.unsettled {
+		if !u.hold.IsZero() && u.hold.Before(persist) {
+			persist = u.hold
+		}
+	}
+	held := len(r.unsettled)
+	r.mu.Unlock()
+	r.opts.Metrics.pass(r.opts.Instance, KindPass, nil)
+	r.opts.Metrics.setLag(r.opts.Instance, end.Sub(persist).Seconds())
+	r.opts.Metrics.setHeld(r.opts.Instance, held)
+	r.log.V(1).Info("catch-up pass done", "since", since.UTC().Format(time.RFC3339), "scanned", scanned,
+		"enqueued", enqueued, "retried", len(retry), "unsettled", held, "took", end.Sub(start).Round(time.Millisecond))
+	if r.opts.OnProgress != nil {
+		r.opts.OnProgress(Progress{Watermark: persist, LastRun: end, EventsScanned: int64(scanned)})
+	}
+	return nil
+}
+
+// retriesLocked returns the failed events to enqueue again and forgets holds older than
+// Lookback (a curation failing for a day is not worth rescanning a growing window for;
+// the failures are in the policy status). Caller holds mu.
+func (r *Runner) retriesLocked(now time.Time) []string {
+	var out []string
+	for uuid, u := range r.unsettled {
+		if now.Sub(u.added) > r.opts.Lookback {
+			r.log.Info("giving up on an event whose curation kept failing for longer than the look-back", "event", uuid)
+			delete(r.unsettled, uuid)
+			continue
+		}
+		if u.failed {
+			u.failed = false
+			out = append(out, uuid)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// consider enqueues one search result if it is a synchronised event of a trusted org that
+// is not yet curated. hold is the watermark the search scanned from (zero for
+// re-curations, which hold nothing).
+func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time, src engine.Source) bool {
+	if seen[m.UUID] {
+		return false
+	}
+	seen[m.UUID] = true
+	if !m.Locked {
+		return false // created on this instance, not synchronised: never curated (engine doc)
+	}
+	p, ok := r.opts.Index.Lookup(m.OrgcUUID)
+	if !ok || !needsCuration(m, p) {
+		return false
+	}
+	r.mu.Lock()
+	r.track(m.UUID, hold, r.opts.Now())
+	r.opts.Metrics.setHeld(r.opts.Instance, len(r.unsettled))
+	r.mu.Unlock()
+	meta := m
+	r.opts.Engine.Enqueue(m.UUID, engine.Hint{Source: src, Meta: &meta})
+	kind := KindPass
+	if src == engine.SourceRecuration {
+		kind = KindRecuration
+	}
+	r.opts.Metrics.enqueue(r.opts.Instance, kind)
+	return true
+}
+
+// scan pages through one search; visit returns whether it enqueued the event.
+func (r *Runner) scan(ctx context.Context, q Query, visit func(misp.EventMeta) bool) (scanned, enqueued int, err error) {
+	q.Limit = r.opts.PageSize
+	for q.Page = 1; ; q.Page++ {
+		if err := ctx.Err(); err != nil {
+			return scanned, enqueued, err
+		}
+		res, err := r.opts.Searcher.Search(ctx, q)
+		if err != nil {
+			return scanned, enqueued, fmt.Errorf("page %d: %w", q.Page, err)
+		}
+		scanned += len(res.Events)
+		r.opts.Metrics.scan(r.opts.Instance, len(res.Events))
+		for _, m := range res.Events {
+			if visit(m) {
+				enqueued++
+			}
+		}
+		switch {
+		case len(res.Events) > q.Limit:
+			// MISP ignored the paging and sent everything at once.
+			return scanned, enqueued, nil
+		case res.Total >= 0 && q.Page*q.Limit >= res.Total:
+			return scanned, enqueued, nil
+		case res.Total < 0 && len(res.Events) < q.Limit:
+			// No X-Result-Count: a short page is the last. With a total, a short page can
+			// come before the end (the client filters some rows out), so it is not used.
+			return scanned, enqueued, nil
+		}
+	}
+}
+
+// runRecuration curates again the events of the organisations asked for by Recurate.
+func (r *Runner) runRecuration(ctx context.Context) error {
+	r.mu.Lock()
+	orgs := make([]string, 0, len(r.recurate))
+	for o := range r.recurate {
+		orgs = append(orgs, o)
+	}
+	r.recurate = map[string]bool{}
+	r.mu.Unlock()
+	if len(orgs) == 0 {
+		return nil
+	}
+	sort.Strings(orgs)
+	since := r.opts.Now().Add(-r.opts.Lookback)
+	seen := map[string]bool{}
+	visit := func(m misp.EventMeta) bool { return r.consider(m, seen, time.Time{}, engine.SourceRecuration) }
+	scanned, enqueued := 0, 0
+	var err error
+	if len(orgs) <= r.opts.MaxOrgQueries {
+		for _, o := range orgs {
+			for _, f := range r.opts.Fields {
+				var n, e int
+				n, e, err = r.scan(ctx, Query{Field: f, Since: since, OrgUUID: o}, visit)
+				scanned, enqueued = scanned+n, enqueued+e
+				if err != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+	} else {
+		set := make(map[string]bool, len(orgs))
+		for _, o := range orgs {
+			set[o] = true
+		}
+		for _, f := range r.opts.Fields {
+			var n, e int
+			n, e, err = r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta) bool {
+				return set[m.OrgcUUID] && visit(m)
+			})
+			scanned, enqueued = scanned+n, enqueued+e
+			if err != nil {
+				break
+			}
+		}
+	}
+	r.opts.Metrics.pass(r.opts.Instance, KindRecuration, err)
+	if err != nil {
+		// Keep all of them for the retry: what was enqueued already is cheap to see twice.
+		r.mu.Lock()
+		for _, o := range orgs {
+			r.recurate[o] = true
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("re-curation of %d organisation(s) since %s: %w", len(orgs), since.UTC().Format(time.RFC3339), err)
+	}
+	r.log.Info("re-curated the events of organisations whose trust changed", "orgs", len(orgs),
+		"since", since.UTC().Format(time.RFC3339), "scanned", scanned, "enqueued", enqueued)
+	return nil
+}
