@@ -1,0 +1,223 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/misp"
+)
+
+// Default keys of the Secrets a MISPInstance references (API doc comments).
+const (
+	DefaultAPIKeySecretKey = "apiKey"
+	DefaultCASecretKey     = "ca.crt"
+)
+
+// credentialError says why a client could not be built from the instance's
+// Secrets; Reason is the condition reason (SecretNotFound, KeyMissing,
+// CABundleNotFound, CABundleInvalid, InvalidConfiguration). It never holds
+// a secret value.
+type credentialError struct {
+	Reason  string
+	Message string
+}
+
+func (e *credentialError) Error() string { return e.Message }
+
+// Condition reasons for credential problems.
+const (
+	ReasonSecretNotFound       = "SecretNotFound"
+	ReasonKeyMissing           = "KeyMissing"
+	ReasonCABundleNotFound     = "CABundleNotFound"
+	ReasonCABundleInvalid      = "CABundleInvalid"
+	ReasonInvalidConfiguration = "InvalidConfiguration"
+)
+
+// mispClients builds and caches one misp.Client per MISPInstance, shared by
+// both reconcilers so the client-side rate limit covers all calls to one MISP.
+//
+// A client is rebuilt when the instance's connection spec or the
+// resourceVersion of a referenced Secret changes (a rotated key takes effect
+// at once). Secrets are watched as metadata only — the controller never keeps
+// every Secret of the cluster in memory — and their data is read from the API
+// server only when a client has to be (re)built.
+type mispClients struct {
+	meta     client.Reader // cached metadata of Secrets
+	live     client.Reader // API server
+	template misp.Options
+
+	mu      sync.Mutex
+	entries map[types.NamespacedName]clientEntry
+}
+
+type clientEntry struct {
+	key    string
+	client *misp.Client
+}
+
+func newMISPClients(meta, live client.Reader, template misp.Options) *mispClients {
+	return &mispClients{meta: meta, live: live, template: template, entries: map[types.NamespacedName]clientEntry{}}
+}
+
+// Get returns the client of inst. A *credentialError means the Secrets do not
+// allow building one; other errors are transient (API server).
+func (m *mispClients) Get(ctx context.Context, inst *v1alpha1.MISPInstance) (*misp.Client, error) {
+	name := types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name}
+	keyRef, caRef := secretRefs(inst)
+	keyRV, err := m.secretVersion(ctx, inst.Namespace, keyRef.Name)
+	if err != nil {
+		return nil, err
+	}
+	caRV := ""
+	if caRef != nil {
+		if caRV, err = m.secretVersion(ctx, inst.Namespace, caRef.Name); err != nil {
+			if ce := (*credentialError)(nil); errors.As(err, &ce) {
+				ce.Reason = ReasonCABundleNotFound
+			}
+			return nil, err
+		}
+	}
+	cacheKey := clientKey(inst, keyRef, caRef, keyRV, caRV)
+
+	m.mu.Lock()
+	e, ok := m.entries[name]
+	m.mu.Unlock()
+	if ok && e.key == cacheKey {
+		return e.client, nil
+	}
+
+	opts := m.template
+	opts.URL = inst.Spec.URL
+	if opts.APIKey, err = m.secretValue(ctx, inst.Namespace, keyRef, ReasonSecretNotFound, ReasonKeyMissing, "API key"); err != nil {
+		return nil, err
+	}
+	if caRef != nil {
+		ca, err := m.secretValue(ctx, inst.Namespace, *caRef, ReasonCABundleNotFound, ReasonCABundleNotFound, "CA bundle")
+		if err != nil {
+			return nil, err
+		}
+		opts.CABundle = []byte(ca)
+	}
+	if inst.Spec.TLS != nil {
+		opts.InsecureSkipVerify = inst.Spec.TLS.InsecureSkipVerify
+	}
+	if api := inst.Spec.API; api != nil {
+		if api.RequestsPerSecond > 0 {
+			opts.QPS = float64(api.RequestsPerSecond)
+		}
+		if api.Timeout != nil && api.Timeout.Duration > 0 {
+			opts.Timeout = api.Timeout.Duration
+		}
+	}
+	opts.Logger = opts.Logger.WithValues("mispinstance", name.String())
+	c, err := misp.New(opts)
+	if err != nil {
+		// misp.New never quotes the key; its errors name the problem.
+		reason := ReasonInvalidConfiguration
+		switch {
+		case strings.Contains(err.Error(), "CABundle"):
+			reason = ReasonCABundleInvalid
+		case strings.Contains(err.Error(), "APIKey"):
+			reason = ReasonKeyMissing
+		}
+		return nil, &credentialError{Reason: reason, Message: fmt.Sprintf("Cannot build a MISP client: %v.", err)}
+	}
+	m.mu.Lock()
+	m.entries[name] = clientEntry{key: cacheKey, client: c}
+	m.mu.Unlock()
+	return c, nil
+}
+
+// Forget drops the client of a deleted instance.
+func (m *mispClients) Forget(name types.NamespacedName) {
+	m.mu.Lock()
+	delete(m.entries, name)
+	m.mu.Unlock()
+}
+
+// secretRefs returns the API key and CA references with their default keys.
+func secretRefs(inst *v1alpha1.MISPInstance) (v1alpha1.SecretKeyReference, *v1alpha1.SecretKeyReference) {
+	keyRef := inst.Spec.APIKeySecretRef
+	if keyRef.Key == "" {
+		keyRef.Key = DefaultAPIKeySecretKey
+	}
+	var caRef *v1alpha1.SecretKeyReference
+	if inst.Spec.TLS != nil && inst.Spec.TLS.CASecretRef != nil {
+		r := *inst.Spec.TLS.CASecretRef
+		if r.Key == "" {
+			r.Key = DefaultCASecretKey
+		}
+		caRef = &r
+	}
+	return keyRef, caRef
+}
+
+// secretNames are the Secrets an instance reads (the index of the Secret watch).
+func secretNames(inst *v1alpha1.MISPInstance) []string {
+	keyRef, caRef := secretRefs(inst)
+	names := []string{keyRef.Name}
+	if caRef != nil && caRef.Name != keyRef.Name {
+		names = append(names, caRef.Name)
+	}
+	return names
+}
+
+func clientKey(inst *v1alpha1.MISPInstance, keyRef v1alpha1.SecretKeyReference, caRef *v1alpha1.SecretKeyReference, keyRV, caRV string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", inst.UID, inst.Spec.URL, keyRef.Name, keyRef.Key)
+	fmt.Fprintf(h, "%s\x00", keyRV)
+	if caRef != nil {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", caRef.Name, caRef.Key, caRV)
+	}
+	if t := inst.Spec.TLS; t != nil {
+		fmt.Fprintf(h, "%t\x00", t.InsecureSkipVerify)
+	}
+	if a := inst.Spec.API; a != nil {
+		fmt.Fprintf(h, "%d\x00", a.RequestsPerSecond)
+		if a.Timeout != nil {
+			fmt.Fprintf(h, "%s\x00", a.Timeout.Duration)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// secretVersion reads a Secret's resourceVersion from the metadata cache.
+func (m *mispClients) secretVersion(ctx context.Context, ns, name string) (string, error) {
+	var pm metav1.PartialObjectMetadata
+	pm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := m.meta.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &pm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", &credentialError{Reason: ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q does not exist in namespace %s.", name, ns)}
+		}
+		return "", fmt.Errorf("read metadata of Secret %s/%s: %w", ns, name, err)
+	}
+	return pm.ResourceVersion, nil
+}
+
+// secretValue reads one key of a Secret from the API server.
+func (m *mispClients) secretValue(ctx context.Context, ns string, ref v1alpha1.SecretKeyReference, notFound, missing, what string) (string, error) {
+	var s corev1.Secret
+	if err := m.live.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", &credentialError{Reason: notFound, Message: fmt.Sprintf("Secret %q does not exist in namespace %s.", ref.Name, ns)}
+		}
+		return "", fmt.Errorf("read Secret %s/%s: %w", ns, ref.Name, err)
+	}
+	v, ok := s.Data[ref.Key]
+	if !ok || len(strings.TrimSpace(string(v))) == 0 {
+		return "", &credentialError{Reason: missing, Message: fmt.Sprintf("Secret %q has no %s under key %q.", ref.Name, what, ref.Key)}
+	}
+	return string(v), nil
+}

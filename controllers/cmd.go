@@ -1,0 +1,160 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+)
+
+// LeaderElectionID is the Lease the controller replicas compete for.
+const LeaderElectionID = "misp-trust-controller"
+
+// NewScheme returns a scheme with the built-in kinds and misptrust.io/v1alpha1.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewManagerOptions are the manager options the reconcilers rely on: Secrets
+// and ConfigMaps are never cached as full objects (the reconcilers watch their
+// metadata and read the few they reference from the API server), and an
+// optional namespace restricts every watch.
+func NewManagerOptions(scheme *runtime.Scheme, namespace string) manager.Options {
+	o := manager.Options{
+		Scheme: scheme,
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}}},
+	}
+	if namespace != "" {
+		o.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{namespace: {}}}
+	}
+	return o
+}
+
+// RunController runs the controller subcommand until ctx ends: a
+// controller-runtime manager with leader election on the Lease
+// misp-trust-controller, Prometheus metrics, health probes and structured
+// logs, running the MISPInstance and OrgTrustPolicy reconcilers.
+func RunController(ctx context.Context, args []string, version string) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	var (
+		metricsAddr    = fs.String("metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to (\"0\" disables it).")
+		probeAddr      = fs.String("health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+		leaderElect    = fs.Bool("leader-elect", true, "Elect a leader on the Lease "+LeaderElectionID+" so only one replica reconciles.")
+		leaderNS       = fs.String("leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+		resync         = fs.Duration("resync-interval", DefaultResyncInterval, "How often warninglists are read back from MISP to repair drift and instance keys re-checked (jittered +0-20%).")
+		namespace      = fs.String("namespace", "", "Only watch this namespace (default: all namespaces).")
+		concurrency    = fs.Int("max-concurrent-reconciles", DefaultMaxConcurrentReconciles, "Reconciles run in parallel per controller.")
+		kubeconfig     = fs.String("kubeconfig", "", "Path to a kubeconfig; only needed outside a cluster (KUBECONFIG is honoured too).")
+		mispTimeout    = fs.Duration("misp-timeout", 30*time.Second, "Timeout of one MISP HTTP request (a MISPInstance's spec.api.timeout wins).")
+		mispMaxRetries = fs.Int("misp-max-retries", 4, "Retries of a MISP request after a network error, 5xx or 429.")
+	)
+	zopts := zap.Options{}
+	zopts.BindFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s controller [flags]\n\nReconciles MISPInstance and OrgTrustPolicy objects into MISP warninglists.\n\nFlags:\n", os.Args[0])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("controller: unexpected arguments %q", fs.Args())
+	}
+	if *resync < time.Second {
+		return fmt.Errorf("controller: --resync-interval must be at least 1s, got %s", *resync)
+	}
+
+	logger := zap.New(zap.UseFlagOptions(&zopts))
+	ctrl.SetLogger(logger)
+	logger.Info("starting misp-trust-operator controller", "version", version, "namespace", *namespace, "resyncInterval", resync.String())
+
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return fmt.Errorf("controller: build scheme: %w", err)
+	}
+	mo := NewManagerOptions(scheme, *namespace)
+	mo.Metrics = metricsserver.Options{BindAddress: *metricsAddr}
+	mo.HealthProbeBindAddress = *probeAddr
+	mo.LeaderElection = *leaderElect
+	mo.LeaderElectionID = LeaderElectionID
+	mo.LeaderElectionNamespace = *leaderNS
+	// Hand the Lease over at once on a clean shutdown (rolling updates).
+	mo.LeaderElectionReleaseOnCancel = true
+	mgr, err := ctrl.NewManager(cfg, mo)
+	if err != nil {
+		return fmt.Errorf("controller: create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("controller: add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("controller: add readiness check: %w", err)
+	}
+	opts := Options{
+		ResyncInterval:          *resync,
+		MaxConcurrentReconciles: *concurrency,
+		// controller-runtime's registry is served on the manager's metrics
+		// endpoint: the one global registry the process uses.
+		Registerer: crmetrics.Registry,
+	}
+	opts.MISP.Timeout = *mispTimeout
+	opts.MISP.MaxRetries = *mispMaxRetries
+	if *mispMaxRetries == 0 {
+		opts.MISP.MaxRetries = -1 // misp.Options: 0 means the default, <0 none
+	}
+	opts.MISP.UserAgent = "misp-trust-operator/" + version
+	if err := SetupWithManager(mgr, opts); err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	return nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("controller: load kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("controller: find the Kubernetes API (in-cluster, KUBECONFIG or --kubeconfig): %w", err)
+	}
+	return cfg, nil
+}

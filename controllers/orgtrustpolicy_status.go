@@ -1,0 +1,202 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/controllers/trust"
+)
+
+// Reasons of OrgTrustPolicy conditions (Synced reasons are in warninglist_sync.go).
+const (
+	ReasonAllValid                  = "AllValid"
+	ReasonInvalidOrganisations      = "InvalidOrganisations"
+	ReasonNoConflicts               = "NoConflicts"
+	ReasonOrganisationsWonElsewhere = "OrganisationsWonElsewhere"
+	ReasonPermitted                 = "Permitted"
+	ReasonSyncPending               = "SyncPending"
+)
+
+// policyStatus is the part of OrgTrustPolicyStatus the controller owns.
+type policyStatus struct {
+	ObservedGeneration int64                       `json:"observedGeneration,omitempty"`
+	Conditions         []metav1.Condition          `json:"conditions,omitempty"`
+	Warninglist        *v1alpha1.WarninglistStatus `json:"warninglist,omitempty"`
+	Organisations      int32                       `json:"organisations,omitempty"`
+	Tags               []string                    `json:"tags,omitempty"`
+}
+
+// policyStatusBuilder collects the outcome of one reconcile into the status.
+type policyStatusBuilder struct {
+	p    *v1alpha1.OrgTrustPolicy
+	st   policyStatus
+	orgs metav1.Condition // OrganisationsValid
+	conf metav1.Condition // Conflicts
+	sync metav1.Condition // Synced
+	cur  metav1.Condition // CurationPermitted
+	// gate is set while the instance keeps the controller from calling MISP.
+	gate *refusal
+}
+
+func newPolicyStatus(p *v1alpha1.OrgTrustPolicy) *policyStatusBuilder {
+	b := &policyStatusBuilder{p: p}
+	b.st.ObservedGeneration = p.Generation
+	b.st.Organisations = p.Status.Organisations
+	b.st.Tags = trust.Tags(p)
+	if p.Status.Warninglist != nil {
+		wl := *p.Status.Warninglist
+		b.st.Warninglist = &wl
+	}
+	pending := "Not yet computed."
+	b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionUnknown, ReasonSyncPending, pending)
+	b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionUnknown, ReasonSyncPending, pending)
+	b.sync = cond(v1alpha1.ConditionSynced, metav1.ConditionUnknown, ReasonSyncPending, pending)
+	b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionUnknown, ReasonSyncPending, pending)
+	return b
+}
+
+// setResolution reports the organisation sources and the precedence rule.
+func (b *policyStatusBuilder) setResolution(res resolution) {
+	b.st.Organisations = int32(len(res.Orgs))
+	if len(res.Problems) == 0 {
+		b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionTrue, ReasonAllValid,
+			fmt.Sprintf("Every organisation source parsed: %s.", plural(len(res.Orgs), "organisation")))
+	} else {
+		items := make([]string, len(res.Problems))
+		for i, pr := range res.Problems {
+			items[i] = pr.String()
+		}
+		b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionFalse, ReasonInvalidOrganisations,
+			fmt.Sprintf("%s in the organisation sources (valid lines are used): %s.", plural(len(res.Problems), "problem"), listCapped(items, maxListed)))
+	}
+	if len(res.Losses) == 0 {
+		b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionFalse, ReasonNoConflicts, "No organisation of this policy is won by another policy.")
+	} else {
+		items := make([]string, len(res.Losses))
+		for i, l := range res.Losses {
+			items[i] = fmt.Sprintf("%s (won by %s)", l.OrgUUID, l.Winner)
+		}
+		b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionTrue, ReasonOrganisationsWonElsewhere,
+			fmt.Sprintf("%s listed here won by other policies of the instance (higher priority, then more reliable grade, then name) and left out of this warninglist: %s.",
+				plural(len(res.Losses), "organisation is"), listCapped(items, maxListed)))
+	}
+}
+
+// setGate records that MISP is not called (instance missing or not Ready).
+func (b *policyStatusBuilder) setGate(g *refusal) {
+	b.gate = g
+	b.sync = cond(v1alpha1.ConditionSynced, metav1.ConditionUnknown, g.Reason, g.Message)
+	b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionUnknown, g.Reason, g.Message)
+}
+
+// setCuration reports whether the instance's key can do what the curator
+// needs for this policy.
+func (b *policyStatusBuilder) setCuration(inst *v1alpha1.MISPInstance) {
+	hostOrg := meta.FindStatusCondition(inst.Status.Conditions, v1alpha1.ConditionHostOrg)
+	siteAdmin := meta.FindStatusCondition(inst.Status.Conditions, v1alpha1.ConditionSiteAdmin)
+	var reasons, msgs []string
+	unknown := false
+	switch {
+	case hostOrg == nil || hostOrg.Status == metav1.ConditionUnknown:
+		unknown = true
+	case hostOrg.Status == metav1.ConditionFalse:
+		reasons = append(reasons, hostOrg.Reason)
+		msgs = append(msgs, "local tags: "+hostOrg.Message)
+	}
+	if b.p.Spec.Publish && siteAdmin != nil && siteAdmin.Status == metav1.ConditionFalse {
+		reasons = append(reasons, siteAdmin.Reason)
+		msgs = append(msgs, "publish: "+siteAdmin.Message)
+	}
+	switch {
+	case len(reasons) > 0:
+		b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionFalse, reasons[0],
+			fmt.Sprintf("The key of MISPInstance %q cannot do what this policy needs; %s", inst.Name, listCapped(msgs, maxListed)))
+	case unknown:
+		reason, msg := ReasonCannotVerify, "the instance has not reported it"
+		if hostOrg != nil {
+			reason, msg = hostOrg.Reason, hostOrg.Message
+		}
+		b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionUnknown, reason,
+			fmt.Sprintf("Whether the key of MISPInstance %q may attach local tags is not known: %s", inst.Name, msg))
+	case b.p.Spec.Publish:
+		b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionTrue, ReasonPermitted,
+			fmt.Sprintf("The key of MISPInstance %q can attach local tags and publish partners' events.", inst.Name))
+	default:
+		b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionTrue, ReasonPermitted,
+			fmt.Sprintf("The key of MISPInstance %q can attach local tags.", inst.Name))
+	}
+}
+
+// setSynced records the warninglist outcome.
+func (b *policyStatusBuilder) setSynced(status metav1.ConditionStatus, reason, message string) {
+	b.sync = cond(v1alpha1.ConditionSynced, status, reason, message)
+}
+
+// setWarninglist records the list written to MISP.
+func (b *policyStatusBuilder) setWarninglist(id string, want desiredList) {
+	b.st.Warninglist = &v1alpha1.WarninglistStatus{ID: id, Name: want.Name, Entries: int32(want.Orgs), EntriesHash: want.EntriesHash}
+}
+
+// ready summarises: the list matches the policy and every source parsed.
+func (b *policyStatusBuilder) ready() metav1.Condition {
+	switch {
+	case b.gate != nil:
+		return cond(v1alpha1.ConditionReady, metav1.ConditionFalse, b.gate.Reason, b.gate.Message)
+	case b.sync.Status != metav1.ConditionTrue:
+		return cond(v1alpha1.ConditionReady, metav1.ConditionFalse, b.sync.Reason, b.sync.Message)
+	case b.orgs.Status == metav1.ConditionFalse:
+		return cond(v1alpha1.ConditionReady, metav1.ConditionFalse, b.orgs.Reason, "The warninglist holds the valid organisations, but "+lowerFirst(b.orgs.Message))
+	}
+	msg := b.sync.Message
+	if b.cur.Status == metav1.ConditionFalse {
+		msg += " Curation is limited (see CurationPermitted): " + b.cur.Reason + "."
+	}
+	return cond(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSynced, msg)
+}
+
+// apply writes the status when it differs from the object's; it reports
+// whether it wrote.
+func (b *policyStatusBuilder) apply(ctx context.Context, c client.Client, now metav1.Time) (bool, error) {
+	wanted := []metav1.Condition{b.ready(), b.sync, b.orgs, b.conf, b.cur}
+	conds, changed := mergeConditions(b.p.Status.Conditions, wanted, b.p.Generation, now)
+	b.st.Conditions = conds
+	old := b.p.Status
+	if !changed && old.ObservedGeneration == b.st.ObservedGeneration && old.Organisations == b.st.Organisations &&
+		slices.Equal(old.Tags, b.st.Tags) && warninglistEqual(old.Warninglist, b.st.Warninglist) {
+		return false, nil
+	}
+	return true, applyStatus(ctx, c, "OrgTrustPolicy", b.p, b.st)
+}
+
+func warninglistEqual(a, b *v1alpha1.WarninglistStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// statusRecord is what the status says about the list (used after a restart).
+func statusRecord(p *v1alpha1.OrgTrustPolicy) listRecord {
+	wl := p.Status.Warninglist
+	if wl == nil {
+		return listRecord{}
+	}
+	synced := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionSynced)
+	return listRecord{
+		ID: wl.ID, Name: wl.Name, EntriesHash: wl.EntriesHash, Description: warninglistDescription(p),
+		InSync: synced != nil && synced.Status == metav1.ConditionTrue,
+	}
+}
+
+func lowerFirst(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	return string(s[0]+'a'-'A') + s[1:]
+}

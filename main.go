@@ -1,0 +1,54 @@
+// Command misp-trust-operator runs one of the operator's processes, chosen by
+// its first argument.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/misptrust/misp-trust-operator/controllers"
+)
+
+// version is set at build time (-ldflags "-X main.version=...", see Makefile).
+var version = "dev"
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `Usage: %s <command> [flags]
+
+Commands:
+  controller   reconcile MISPInstance and OrgTrustPolicy objects into MISP warninglists
+  version      print the version
+
+Run '%s <command> -h' for the flags of a command.
+`, os.Args[0], os.Args[0])
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch os.Args[1] {
+	case "controller":
+		err = controllers.RunController(ctx, os.Args[2:], version)
+	case "version":
+		fmt.Println(version)
+	case "-h", "-help", "--help", "help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
