@@ -1,11 +1,3 @@
-// Package feed is the curator's view of a MISP ZeroMQ feed: a parser that turns one
-// ZeroMQ frame into a typed Message (Parse), and a Subscriber that keeps a SUB
-// connection to MISP's publisher alive and hands parsed messages to the curation
-// engine through a bounded queue.
-//
-// Facts about the wire format come from /work/shared/misp-api.md §1 and from the
-// captures of a real MISP 2.5.1 in /work/shared/misp/real/{zmq,sync/zmq}; the frames
-// used by the tests are copied into testdata/.
 package feed
 
 // Topic is the part of a frame before the first space (misp-api.md §1.4).

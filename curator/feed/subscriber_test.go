@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -512,4 +513,13 @@ func TestBackoffDelay(t *testing.T) {
 			t.Errorf("attempt %d: delays [%s, %s], want [%s, %s)", tt.attempt, lo, hi, tt.min, tt.max)
 		}
 	}
+}
+
+func TestSubscriberLeaksNoGoroutinesAcrossRedials(t *testing.T) {
+	p := newPublisher(t, zmqpub.Options{})
+	before := runtime.NumGoroutine()
+	h := startSubscriber(t, Options{Endpoint: p.Endpoint(), SilenceTimeout: 100 * time.Millisecond})
+	h.waitConnects(10) // 9 sockets closed by the watchdog
+	h.stop()
+	waitUntil(t, "the goroutines of closed sockets to end", func() bool { return runtime.NumGoroutine() <= before })
 }
