@@ -303,7 +303,7 @@ func (c *Client) attempt(ctx context.Context, req request, payload []byte) attem
 	}
 	hreq, err := http.NewRequestWithContext(actx, req.method, c.base+req.path, body)
 	if err != nil {
-		return attemptResult{err: err}
+		return attemptResult{err: permanentError{err}}
 	}
 	hreq.Header.Set("Authorization", c.key)
 	// Accept must be exactly application/json or MISP treats the call as a browser
@@ -389,9 +389,18 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
+// permanentError marks a failure that no retry can fix (a request that cannot be built).
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
 // permanent reports transport errors that another attempt cannot fix: a certificate MISP's
-// name or CA does not match, or TLS spoken to a plain HTTP port.
+// name or CA does not match, TLS spoken to a plain HTTP port, a request that cannot be built.
 func permanent(err error) bool {
+	var pe permanentError
+	if errors.As(err, &pe) {
+		return true
+	}
 	var cve *tls.CertificateVerificationError
 	var uae x509.UnknownAuthorityError
 	var he x509.HostnameError
