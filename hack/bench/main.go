@@ -1,0 +1,364 @@
+// Command bench measures the curation engine (curator/engine) against the in-process MISP
+// double (misp/misptest) through the real MISP client, and prints ONE JSON line.
+//
+// It indexes -orgs organisations (half in a high policy: grade a + publish, half in a
+// medium one: grade c), lets the double simulate -events partner events in four classes
+// (untrusted pulled, untrusted pushed, tag only, tag + publish; trusted events are pulled
+// published, pushed, or pulled unpublished without misp_json, so some need a metadata
+// read) plus one pulled event with -big attributes, parses every ZeroMQ frame the double
+// produced with the curator's feed parser, then hands all messages to the engine at once
+// (or at -rate events/s) and waits until every event is curated.
+//
+// Reported: events/s (first message handed over → last curation done), latency from an
+// event's last message to its curation (pushes include the coalesce window), MISP calls
+// per event per class, response bytes per event (the big event included: the engine never
+// downloads an event), process RSS, and a check of every event's final state in the double.
+//
+//	go run ./hack/bench -events 10000 -latency 0 -concurrency 8
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/controllers/trust"
+	"github.com/misptrust/misp-trust-operator/curator/engine"
+	"github.com/misptrust/misp-trust-operator/curator/feed"
+	"github.com/misptrust/misp-trust-operator/curator/index"
+	"github.com/misptrust/misp-trust-operator/misp"
+)
+
+type config struct {
+	events      int
+	latency     time.Duration
+	concurrency int
+	orgs        int
+	big         int
+	rate        float64
+	debounce    time.Duration
+	coalesce    time.Duration
+	seed        uint64
+	double      string
+	child       bool
+	cpuProfile  string
+	memProfile  string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.events, "events", 10000, "partner events to curate")
+	flag.DurationVar(&c.latency, "latency", 0, "latency of every MISP REST call (the double's fault injection)")
+	flag.IntVar(&c.concurrency, "concurrency", 8, "engine workers")
+	flag.IntVar(&c.orgs, "orgs", 100_000, "organisations in the trust index")
+	flag.IntVar(&c.big, "big", 10_000, "attributes of the one big pulled event (0: none)")
+	flag.Float64Var(&c.rate, "rate", 0, "events per second handed to the engine (0: all at once)")
+	flag.DurationVar(&c.debounce, "debounce", 100*time.Millisecond, "engine PushDebounce")
+	flag.DurationVar(&c.coalesce, "coalesce", 10*time.Millisecond, "engine CoalesceWindow")
+	flag.Uint64Var(&c.seed, "seed", 1, "random seed of the event mix")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file")
+	flag.StringVar(&c.memProfile, "memprofile", "", "write a heap profile at the end to this file")
+	flag.StringVar(&c.double, "double", "child", "where the MISP double runs: child (its own process, so rss_mib is the curator's alone) or inprocess")
+	flag.BoolVar(&c.child, "child", false, "internal: run as the double's process")
+	flag.Parse()
+	if c.child {
+		if err := runChild(c); err != nil {
+			fmt.Fprintln(os.Stderr, "bench double:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	res, err := run(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+}
+
+type classStats struct {
+	Events int     `json:"events"`
+	Mean   float64 `json:"mean"`
+	Max    int     `json:"max"`
+}
+
+type result struct {
+	Events           int                    `json:"events"`
+	EventsPerS       float64                `json:"events_per_s"`
+	P50Ms            float64                `json:"p50_ms"`
+	P99Ms            float64                `json:"p99_ms"`
+	CallsPerEvent    map[string]float64     `json:"misp_calls_per_event"`
+	CallsDetail      map[string]*classStats `json:"misp_calls_detail"`
+	BytesPerEvent    float64                `json:"bytes_fetched_per_event"`
+	BigEventBytes    int64                  `json:"big_event_bytes_fetched"`
+	BigEventAttrs    int                    `json:"big_event_attributes"`
+	RSSMiB           float64                `json:"rss_mib"`
+	PeakRSSMiB       float64                `json:"peak_rss_mib"`
+	IndexHeapMiB     float64                `json:"index_heap_mib"`
+	RSSAfterIndexMiB float64                `json:"rss_after_index_mib"`
+	OrgsIndexed      int                    `json:"orgs_indexed"`
+	Concurrency      int                    `json:"concurrency"`
+	LatencyMs        float64                `json:"latency_ms"`
+	RateEventsPerS   float64                `json:"rate"`
+	DebounceMs       float64                `json:"debounce_ms"`
+	CoalesceMs       float64                `json:"coalesce_ms"`
+	MISPCalls        int                    `json:"misp_calls_total"`
+	CallsConsistent  bool                   `json:"calls_consistent"`
+	Failed           int                    `json:"failed"`
+	WrongState       int                    `json:"wrong_state"`
+	WrongClass       int                    `json:"wrong_class"`
+	CPUMsPerEvent    float64                `json:"cpu_ms_per_event"`
+	DoubleCPUMs      float64                `json:"double_cpu_ms_per_event"`
+	Double           string                 `json:"double"`
+	Messages         int                    `json:"zmq_messages"`
+	GoMaxProcs       int                    `json:"gomaxprocs"`
+	SetupS           float64                `json:"setup_s"`
+	ElapsedS         float64                `json:"elapsed_s"`
+}
+
+func run(c config) (*result, error) {
+	if c.events < 4 {
+		return nil, errors.New("-events must be at least 4")
+	}
+	start := time.Now()
+	res := &result{Events: c.events, Concurrency: c.concurrency, OrgsIndexed: c.orgs, GoMaxProcs: runtime.GOMAXPROCS(0),
+		LatencyMs: ms(c.latency), RateEventsPerS: c.rate, DebounceMs: ms(c.debounce), CoalesceMs: ms(c.coalesce),
+		CallsPerEvent: map[string]float64{}, CallsDetail: map[string]*classStats{}, Double: c.double}
+
+	// The trust index: c.orgs organisations, half high, half medium.
+	heapBefore := heapInUse()
+	idx := &index.Index{}
+	{
+		all, _, _, _ := orgPools(c.seed, c.orgs)
+		split := map[string][]trust.Org{}
+		for i, o := range all {
+			key := "bench/medium"
+			if i%2 == 0 {
+				key = "bench/high"
+			}
+			split[key] = append(split[key], trust.Org{UUID: o})
+		}
+		policies := []*v1alpha1.OrgTrustPolicy{policy("high", 100, "a", true), policy("medium", 50, "c", false)}
+		idx.Store(index.Build(policies, func(p *v1alpha1.OrgTrustPolicy) []trust.Org { return split[trust.Key(p)] }))
+	}
+	res.IndexHeapMiB = mib(max(heapInUse(), heapBefore) - heapBefore)
+	res.RSSAfterIndexMiB = rssMiB("VmRSS")
+
+	// The double simulates the events; the feed parser reads every frame it published.
+	var msgs []feed.Message
+	emit := func(f []byte) error {
+		m, err := feed.Parse(f)
+		if err != nil {
+			return fmt.Errorf("parse frame: %w", err)
+		}
+		msgs = append(msgs, m)
+		return nil
+	}
+	var d double
+	var plan []Planned
+	var err error
+	switch c.double {
+	case "child":
+		d, plan, err = startChild(c, emit)
+	case "inprocess":
+		d, plan, err = startInProcess(c, emit)
+	default:
+		err = fmt.Errorf("-double must be child or inprocess, not %q", c.double)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	res.Messages = len(msgs)
+
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 2 * c.concurrency
+	client, err := misp.New(misp.Options{URL: d.URL(), APIKey: d.Key(), QPS: -1, Transport: tr, Timeout: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	outcomes := make(map[string]engine.Outcome, c.events)
+	done := make(chan struct{})
+	eng := engine.New(engine.Options{
+		Instance: "bench/misp", Index: idx, MISP: client, Concurrency: c.concurrency,
+		PushDebounce: c.debounce, CoalesceWindow: c.coalesce, Logger: logr.Discard(),
+		RetryBaseDelay: 100 * time.Millisecond, RetryMaxDelay: time.Second,
+		OnOutcome: func(o engine.Outcome) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := outcomes[o.EventUUID]; !dup {
+				outcomes[o.EventUUID] = o
+				if len(outcomes) == c.events {
+					close(done)
+				}
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go eng.Run(ctx)
+	res.SetupS = round2(time.Since(start).Seconds())
+
+	// Hand the messages over, all at once or at c.rate events per second (an event's
+	// messages go together: MISP sends them within milliseconds).
+	last := make(map[string]time.Time, c.events)
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := cpuSeconds()
+	t0 := time.Now()
+	perEvent := len(msgs) / c.events
+	for i, m := range msgs {
+		if c.rate > 0 && perEvent > 0 && i%perEvent == 0 {
+			if wait := time.Until(t0.Add(time.Duration(float64(i/perEvent) / c.rate * float64(time.Second)))); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+		eng.HandleMessage(m)
+		if m.EventUUID != "" && (m.Kind == feed.KindEvent || m.Kind == feed.KindPublish) {
+			last[m.EventUUID] = time.Now()
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10*time.Minute + time.Duration(c.events)*c.latency*4):
+		return nil, fmt.Errorf("timeout: %d of %d events curated", len(outcomes), c.events)
+	}
+	elapsed := time.Since(t0)
+	res.CPUMsPerEvent = round2((cpuSeconds() - cpu0) * 1000 / float64(c.events))
+	cancel()
+	res.ElapsedS = round2(elapsed.Seconds())
+	res.EventsPerS = round2(float64(c.events) / elapsed.Seconds())
+	res.RSSMiB = rssMiB("VmRSS")
+	res.PeakRSSMiB = rssMiB("VmHWM")
+
+	// Latency, calls per class, failures.
+	var lat []float64
+	total := 0
+	for _, p := range plan {
+		o := outcomes[p.UUID]
+		if o.Err != nil {
+			res.Failed++
+		}
+		if t, ok := last[p.UUID]; ok && o.At.After(t) {
+			lat = append(lat, ms(o.At.Sub(t)))
+		}
+		cs := res.CallsDetail[string(o.Class)]
+		if cs == nil {
+			cs = &classStats{}
+			res.CallsDetail[string(o.Class)] = cs
+		}
+		cs.Events++
+		cs.Mean += float64(o.Calls)
+		cs.Max = max(cs.Max, o.Calls)
+		total += o.Calls
+		if o.Class != p.Class {
+			res.WrongClass++
+		}
+	}
+	for k, cs := range res.CallsDetail {
+		cs.Mean = round2(cs.Mean / float64(cs.Events))
+		res.CallsPerEvent[k] = cs.Mean
+	}
+	slices.Sort(lat)
+	res.P50Ms, res.P99Ms = round2(quantile(lat, .50)), round2(quantile(lat, .99))
+
+	st, err := d.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("read the double's statistics: %w", err)
+	}
+	res.MISPCalls = st.Calls
+	res.CallsConsistent = st.Calls == total
+	res.BytesPerEvent = round2(float64(st.Bytes) / float64(c.events))
+	res.BigEventBytes = st.BigEventBytes
+	res.BigEventAttrs = c.big
+	res.WrongState = st.WrongState
+	res.DoubleCPUMs = round2(st.CPUSeconds * 1000 / float64(c.events))
+	if c.memProfile != "" {
+		f, err := os.Create(c.memProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	runtime.KeepAlive(idx)
+	return res, nil
+}
+
+func policy(name string, prio int32, grade string, publish bool) *v1alpha1.OrgTrustPolicy {
+	return &v1alpha1.OrgTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
+		Spec:       v1alpha1.OrgTrustPolicySpec{SourceReliability: grade, Publish: publish, Priority: &prio},
+	}
+}
+
+func uuidFrom(r *rand.Rand) string {
+	a, b := r.Uint64(), r.Uint64()
+	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", a>>32, (a>>16)&0xffff, a&0xfff, b>>52, b&0xffffffffffff)
+}
+
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func mib(b uint64) float64       { return round2(float64(b) / (1 << 20)) }
+func round2(f float64) float64   { return float64(int64(f*100+0.5)) / 100 }
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// rssMiB reads VmRSS or VmHWM (peak) from /proc/self/status; 0 when unavailable.
+func rssMiB(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return round2(kb / 1024)
+			}
+		}
+	}
+	return 0
+}
