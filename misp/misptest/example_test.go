@@ -14,7 +14,7 @@ func Example() {
 	s := misptest.NewServer(misptest.Options{}) // Options{ZMQ: true} adds a ZeroMQ PUB at s.ZMQEndpoint()
 	defer s.Close()
 
-	partner := s.AddOrg("CIRCL", "55f6ea5e-2c60-40e5-964f-47a8950d210f")
+	partner := s.AddOrg("CIRCL", "55f6ea5e-2c60-40e5-964f-47a8950d210f") // known: no misp_json_organisation
 	ev := s.SimulatePull(misptest.Event{Orgc: partner, Published: true, Attributes: 3,
 		Tags: []misptest.EventTag{{Name: `workflow:state="incomplete"`}}})
 	for _, m := range s.Published() {
@@ -38,7 +38,6 @@ func Example() {
 	fmt.Println(res.StatusCode, after.Published, after.Tags[1].Name, after.Tags[1].Local)
 	fmt.Println(s.Calls("/tags/attachTagToObject"), s.WriteCalls())
 	// Output:
-	// misp_json_organisation
 	// misp_json_event
 	// misp_json_tag
 	// misp_json_attribute

@@ -93,6 +93,7 @@ func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) bool {
 		return false
 	}
 	if f.DropConn {
+		c.finish()
 		resetConn(w, false)
 		return true
 	}

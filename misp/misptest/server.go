@@ -268,6 +268,8 @@ type call struct {
 	compact    bool
 	status     int
 	recordUser string
+	finish     func() // records the call in the statistics (once)
+	recorded   bool
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -285,14 +287,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
 	c := &call{s: s, w: cw, r: r, route: rt.route, params: rt.params, named: rt.named, jsonExt: rt.jsonExt, body: body}
 	rec := RequestRecord{Time: s.now(), Method: r.Method, Route: rt.route, Path: r.URL.Path, Body: string(body)}
-	defer func() {
+	c.finish = func() {
+		if c.recorded {
+			return
+		}
+		c.recorded = true
 		rec.Status = cw.status
 		rec.Bytes = cw.n
 		rec.UserID = c.recordUser
 		s.record(rec, rt)
-	}()
+	}
+	defer c.finish()
 
 	if s.isDown() {
+		// Recorded before the reset, so that a test sees the call once its client has failed.
+		c.finish()
 		resetConn(w, true)
 		return
 	}
