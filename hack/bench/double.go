@@ -39,6 +39,11 @@ type Stats struct {
 type double interface {
 	URL() string
 	Key() string
+	// Plan is what was simulated, Frames how many ZeroMQ frames it produced.
+	Plan() []Planned
+	Frames() int
+	// Next returns the next frame, as a subscriber receives it; io.EOF after the last.
+	Next() ([]byte, error)
 	// Stats ends the measured phase.
 	Stats() (Stats, error)
 	Close()
@@ -61,9 +66,14 @@ func orgPools(seed uint64, n int) (all, high, medium, untrusted []string) {
 	return all, high, medium, untrusted
 }
 
-// generate lets the double simulate c.events partner events and hands every ZeroMQ
-// frame it published to emit, in order.
-func generate(srv *misptest.Server, c config, emit func(frame []byte) error) ([]Planned, string, error) {
+// generate lets the double simulate c.events partner events and returns every ZeroMQ
+// frame it published, in order.
+func generate(srv *misptest.Server, c config) ([]Planned, string, [][]byte, error) {
+	var frames [][]byte
+	emit := func(f []byte) error {
+		frames = append(frames, f)
+		return nil
+	}
 	_, high, medium, untrusted := orgPools(c.seed, c.orgs)
 	rng := rand.New(rand.NewPCG(c.seed, 7))
 	var plan []Planned
@@ -139,18 +149,18 @@ func generate(srv *misptest.Server, c config, emit func(frame []byte) error) ([]
 		plan = append(plan, p)
 		if i%500 == 499 {
 			if err := collect(); err != nil {
-				return nil, "", err
+				return nil, "", nil, err
 			}
 		}
 	}
 	if err := collect(); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	srv.ResetStats()
 	if c.latency > 0 {
 		srv.SetFault("", misptest.Fault{Latency: c.latency})
 	}
-	return plan, bigUUID, nil
+	return plan, bigUUID, frames, nil
 }
 
 // measure reads the double's counters and checks every trusted event's final state:
@@ -198,29 +208,47 @@ type inProcess struct {
 	srv     *misptest.Server
 	plan    []Planned
 	bigUUID string
+	frames  [][]byte
+	n       int
 }
 
-func startInProcess(c config, emit func([]byte) error) (*inProcess, []Planned, error) {
+func startInProcess(c config) (*inProcess, error) {
 	d := &inProcess{srv: misptest.NewServer(misptest.Options{Seed: c.seed})}
-	plan, big, err := generate(d.srv, c, emit)
+	var err error
+	d.plan, d.bigUUID, d.frames, err = generate(d.srv, c)
 	if err != nil {
 		d.srv.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	d.plan, d.bigUUID = plan, big
-	return d, plan, nil
+	return d, nil
 }
 
 func (d *inProcess) URL() string           { return d.srv.URL() }
 func (d *inProcess) Key() string           { return d.srv.AdminKey() }
-func (d *inProcess) Stats() (Stats, error) { return measure(d.srv, d.plan, d.bigUUID), nil }
+func (d *inProcess) Plan() []Planned       { return d.plan }
+func (d *inProcess) Frames() int           { return len(d.frames) }
 func (d *inProcess) Close()                { d.srv.Close() }
+func (d *inProcess) Stats() (Stats, error) { return measure(d.srv, d.plan, d.bigUUID), nil }
+
+func (d *inProcess) Next() ([]byte, error) {
+	if d.n >= len(d.frames) {
+		return nil, io.EOF
+	}
+	f := d.frames[d.n]
+	d.frames[d.n] = nil
+	d.n++
+	return f, nil
+}
 
 // ---- in a child process (so that the bench's RSS is the curator's alone) ----
 
-// childHello is the child's first gob message; then come frames, one childFrame each
-// until End, the plan, and on request the Stats.
-type childHello struct{ URL, Key string }
+// childHello is the child's first gob message, sent once every event is simulated;
+// then come the frames, one childFrame each until End, and on request the Stats.
+type childHello struct {
+	URL, Key string
+	Plan     []Planned
+	Frames   int
+}
 
 type childFrame struct {
 	F   []byte
@@ -228,60 +256,56 @@ type childFrame struct {
 }
 
 type child struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	dec  *gob.Decoder
-	url  string
-	key  string
-	done bool
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	dec   *gob.Decoder
+	hello childHello
+	eof   bool
+	done  bool
 }
 
-func startChild(c config, emit func([]byte) error) (*child, []Planned, error) {
+func startChild() (*child, error) {
 	args := append([]string{"-child"}, os.Args[1:]...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start the double's process: %w", err)
+		return nil, fmt.Errorf("start the double's process: %w", err)
 	}
 	ch := &child{cmd: cmd, in: in, dec: gob.NewDecoder(bufio.NewReaderSize(out, 1<<20))}
-	var hello childHello
-	if err := ch.dec.Decode(&hello); err != nil {
+	if err := ch.dec.Decode(&ch.hello); err != nil {
 		ch.Close()
-		return nil, nil, fmt.Errorf("read the double's address: %w", err)
+		return nil, fmt.Errorf("read the double's address and plan: %w", err)
 	}
-	ch.url, ch.key = hello.URL, hello.Key
-	for {
-		var f childFrame
-		if err := ch.dec.Decode(&f); err != nil {
-			ch.Close()
-			return nil, nil, fmt.Errorf("read frames: %w", err)
-		}
-		if f.End {
-			break
-		}
-		if err := emit(f.F); err != nil {
-			ch.Close()
-			return nil, nil, err
-		}
-	}
-	var plan []Planned
-	if err := ch.dec.Decode(&plan); err != nil {
-		ch.Close()
-		return nil, nil, fmt.Errorf("read the plan: %w", err)
-	}
-	return ch, plan, nil
+	return ch, nil
 }
 
-func (d *child) URL() string { return d.url }
-func (d *child) Key() string { return d.key }
+func (d *child) URL() string     { return d.hello.URL }
+func (d *child) Key() string     { return d.hello.Key }
+func (d *child) Plan() []Planned { return d.hello.Plan }
+func (d *child) Frames() int     { return d.hello.Frames }
+
+func (d *child) Next() ([]byte, error) {
+	if d.eof {
+		return nil, io.EOF
+	}
+	var f childFrame
+	if err := d.dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("read a frame from the double: %w", err)
+	}
+	if f.End {
+		d.eof = true
+		return nil, io.EOF
+	}
+	return f.F, nil
+}
 
 func (d *child) Stats() (Stats, error) {
 	var st Stats
@@ -308,29 +332,36 @@ func (d *child) Close() {
 	}
 }
 
-// runChild is the child's main: serve the double, stream the frames, answer "stats".
+// runChild is the child's main: simulate, serve the double, stream the frames, answer
+// "stats".
 func runChild(c config) error {
 	srv := misptest.NewServer(misptest.Options{Seed: c.seed})
 	defer srv.Close()
-	w := bufio.NewWriterSize(os.Stdout, 1<<20)
-	enc := gob.NewEncoder(w)
-	if err := enc.Encode(childHello{URL: srv.URL(), Key: srv.AdminKey()}); err != nil {
-		return err
-	}
-	plan, big, err := generate(srv, c, func(f []byte) error { return enc.Encode(childFrame{F: f}) })
+	plan, big, frames, err := generate(srv, c)
 	if err != nil {
 		return err
 	}
-	if err := enc.Encode(childFrame{End: true}); err != nil {
-		return err
-	}
-	if err := enc.Encode(plan); err != nil {
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	enc := gob.NewEncoder(w)
+	if err := enc.Encode(childHello{URL: srv.URL(), Key: srv.AdminKey(), Plan: plan, Frames: len(frames)}); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	cpu0 := cpuSeconds()
+	for i, f := range frames {
+		if err := enc.Encode(childFrame{F: f}); err != nil {
+			return err
+		}
+		frames[i] = nil
+	}
+	if err := enc.Encode(childFrame{End: true}); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		if sc.Text() != "stats" {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -161,24 +162,15 @@ func run(c config) (*result, error) {
 	res.IndexHeapMiB = mib(max(heapInUse(), heapBefore) - heapBefore)
 	res.RSSAfterIndexMiB = rssMiB("VmRSS")
 
-	// The double simulates the events; the feed parser reads every frame it published.
-	var msgs []feed.Message
-	emit := func(f []byte) error {
-		m, err := feed.Parse(f)
-		if err != nil {
-			return fmt.Errorf("parse frame: %w", err)
-		}
-		msgs = append(msgs, m)
-		return nil
-	}
+	// The double simulates every event first; its frames are then streamed to the
+	// curator side, parsed and handed over as a subscriber would.
 	var d double
-	var plan []Planned
 	var err error
 	switch c.double {
 	case "child":
-		d, plan, err = startChild(c, emit)
+		d, err = startChild()
 	case "inprocess":
-		d, plan, err = startInProcess(c, emit)
+		d, err = startInProcess(c)
 	default:
 		err = fmt.Errorf("-double must be child or inprocess, not %q", c.double)
 	}
@@ -186,7 +178,8 @@ func run(c config) (*result, error) {
 		return nil, err
 	}
 	defer d.Close()
-	res.Messages = len(msgs)
+	plan := d.Plan()
+	res.Messages = d.Frames()
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2 * c.concurrency
@@ -233,12 +226,23 @@ func run(c config) (*result, error) {
 	}
 	cpu0 := cpuSeconds()
 	t0 := time.Now()
-	perEvent := len(msgs) / c.events
-	for i, m := range msgs {
-		if c.rate > 0 && perEvent > 0 && i%perEvent == 0 {
+	perEvent := max(1, d.Frames()/c.events)
+	for i := 0; ; i++ {
+		f, err := d.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c.rate > 0 && i%perEvent == 0 {
 			if wait := time.Until(t0.Add(time.Duration(float64(i/perEvent) / c.rate * float64(time.Second)))); wait > 0 {
 				time.Sleep(wait)
 			}
+		}
+		m, err := feed.Parse(f)
+		if err != nil {
+			return nil, fmt.Errorf("parse frame %d: %w", i, err)
 		}
 		eng.HandleMessage(m)
 		if m.EventUUID != "" && (m.Kind == feed.KindEvent || m.Kind == feed.KindPublish) {
