@@ -219,7 +219,7 @@ func (d *decoder) eventValue() (bool, error) {
 	m := &d.m
 	m.EventUUID, m.EventID, m.RemoteEventID = "", "", ""
 	m.HasRow, m.Locked, m.Published, m.Timestamp = false, false, false, 0
-	at := d.s.pos
+	at := d.s.start()
 	switch c := d.s.peek(); {
 	case c == '{':
 		return true, d.eventRow("Event", false)
@@ -269,7 +269,7 @@ func (d *decoder) eventRow(base string, nested bool) error {
 		}
 		switch k := string(key); {
 		case k == "uuid":
-			at := d.s.pos
+			at := d.s.start()
 			var v string
 			var isNull bool
 			v, isNull, err = d.str(path{base, "uuid"})
@@ -335,7 +335,7 @@ func (d *decoder) publishPayload() error {
 		case 'n':
 			err = d.s.literal("null")
 		default:
-			at := d.s.pos
+			at := d.s.start()
 			if err = d.s.skip(); err == nil {
 				sawEvent = true
 				d.fieldError(KindBadField, path{"Event", ""}, "want an object", at)
@@ -353,7 +353,7 @@ func (d *decoder) publishPayload() error {
 
 // orgc reads {"id", "uuid", "name", ...}; a null Orgc is the same as none.
 func (d *decoder) orgc(base string) error {
-	at := d.s.pos
+	at := d.s.start()
 	switch d.s.peek() {
 	case 'n':
 		return d.s.literal("null")
@@ -378,7 +378,7 @@ func (d *decoder) orgc(base string) error {
 		}
 		switch string(key) {
 		case "uuid":
-			at := d.s.pos
+			at := d.s.start()
 			var v string
 			var isNull bool
 			v, isNull, err = d.str(path{base, "uuid"})
@@ -401,7 +401,7 @@ func (d *decoder) orgc(base string) error {
 // [{"local": b, "Tag": {"name": ...}}] (eventTag true) or misp_json's Event.Tag
 // [{"name": ..., "local": b}]. A null list is the same as none.
 func (d *decoder) tagList(base, elem string, eventTag bool) error {
-	at := d.s.pos
+	at := d.s.start()
 	switch d.s.peek() {
 	case 'n':
 		return d.s.literal("null")
@@ -443,7 +443,7 @@ func (d *decoder) tagList(base, elem string, eventTag bool) error {
 
 // eventTagElem reads one EventTag element: {"local": b, "Tag": {"name": ...}}.
 func (d *decoder) eventTagElem(base, tagBase string) (t Tag, named bool, err error) {
-	at := d.s.pos
+	at := d.s.start()
 	if d.s.peek() != '{' {
 		if err := d.s.skip(); err != nil {
 			return t, false, err
@@ -467,7 +467,7 @@ func (d *decoder) eventTagElem(base, tagBase string) (t Tag, named bool, err err
 		case "local":
 			t.Local, err = d.boolish(path{base, "local"})
 		case "Tag":
-			at := d.s.pos
+			at := d.s.start()
 			switch d.s.peek() {
 			case '{':
 				var inner Tag
@@ -496,7 +496,7 @@ func (d *decoder) eventTagElem(base, tagBase string) (t Tag, named bool, err err
 // tagObject reads a tag object and returns its name (required) and, when
 // withLocal, its "local" flag.
 func (d *decoder) tagObject(base string, withLocal bool) (t Tag, named bool, err error) {
-	at := d.s.pos
+	at := d.s.start()
 	if d.s.peek() != '{' {
 		if err := d.s.skip(); err != nil {
 			return t, false, err
@@ -581,7 +581,7 @@ func (d *decoder) tagPayload() error {
 }
 
 func (d *decoder) tagMessageTag() (sawTag, sawName bool, err error) {
-	at := d.s.pos
+	at := d.s.start()
 	switch d.s.peek() {
 	case 'n':
 		return false, false, d.s.literal("null")
@@ -654,7 +654,7 @@ func (d *decoder) heartbeatPayload() error {
 
 // str reads a string or null.
 func (d *decoder) str(field path) (v string, isNull bool, err error) {
-	at := d.s.pos
+	at := d.s.start()
 	switch d.s.peek() {
 	case '"':
 		raw, esc, err := d.s.rawString()
@@ -683,7 +683,7 @@ func (d *decoder) id(field path) (string, error) {
 
 // idBytes is id without the string allocation; nil means null or invalid.
 func (d *decoder) idBytes(field path) ([]byte, error) {
-	at := d.s.pos
+	at := d.s.start()
 	var text []byte
 	switch c := d.s.peek(); {
 	case c == '"':
@@ -732,7 +732,7 @@ func isID(b []byte) bool {
 
 // integer reads an int64 sent as a JSON string or number; null is 0.
 func (d *decoder) integer(field path) (int64, error) {
-	at := d.s.pos
+	at := d.s.start()
 	text, err := d.idBytes(field)
 	if err != nil || text == nil {
 		return 0, err
@@ -751,7 +751,7 @@ func (d *decoder) integer(field path) (int64, error) {
 // boolish reads MISP's tinyint(1) columns: JSON booleans (misp-api.md §0), but
 // also 0/1 numbers or strings as some code paths send them; null is false.
 func (d *decoder) boolish(field path) (bool, error) {
-	at := d.s.pos
+	at := d.s.start()
 	switch c := d.s.peek(); {
 	case c == 't':
 		return true, d.s.literal("true")

@@ -41,6 +41,12 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// start skips white space and returns the offset of the next value (for errors).
+func (s *scanner) start() int {
+	s.peek()
+	return s.pos
+}
+
 // end checks that only white space follows the top-level value.
 func (s *scanner) end() error {
 	if s.peek() != 0 || s.pos != len(s.data) {

@@ -312,7 +312,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // conn is one live connection.
 type conn struct {
 	sock   zmq4.Socket
-	hooks  *dialHooks
 	cancel context.CancelFunc
 	once   sync.Once
 }
@@ -374,7 +373,7 @@ func (s *Subscriber) connect(ctx context.Context) (*conn, error) {
 	if g := hooks.getConn(); g != nil {
 		_ = g.SetDeadline(time.Time{}) // the handshake deadline must not hit the live connection
 	}
-	return &conn{sock: sock, hooks: hooks, cancel: cancel}, nil
+	return &conn{sock: sock, cancel: cancel}, nil
 }
 
 // explainDialError turns zmq4's error into a sentence a person can act on, with
