@@ -342,12 +342,18 @@ func (e *Engine) learnRow(m feed.Message, now time.Time) {
 // the event is published right after — even when the payload says published:false (a
 // local publish sends the flag as loaded before the save, sync README "Other surprises").
 func (e *Engine) learnPublish(m feed.Message, now time.Time) {
+	old, had := e.hints.get(m.EventUUID, now)
+	if had && old.curated && m.Timestamp != 0 && m.Timestamp <= old.ts {
+		// Sent for the version we have curated since (a lagging feed delivers a pull's
+		// misp_json after our curation): it describes the event before our changes.
+		return
+	}
 	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, known: true, locked: m.Locked, ts: m.Timestamp,
 		state: eventState{Published: true, Tags: make([]misp.Tag, 0, len(m.Tags))}}
 	for _, t := range m.Tags {
 		h.state.Tags = append(h.state.Tags, misp.Tag{Name: t.Name, Local: t.Local})
 	}
-	if old, ok := e.hints.get(m.EventUUID, now); ok {
+	if had {
 		if h.eventID == "" {
 			h.eventID = old.eventID
 		}
@@ -383,7 +389,7 @@ func (e *Engine) learnTag(m feed.Message, now time.Time) {
 
 // learnCurated: after a curation the engine knows the event's state.
 func (e *Engine) learnCurated(uuid, orgc string, st eventState, now time.Time) {
-	h := &hint{orgc: orgc, known: true, locked: true, state: st}
+	h := &hint{orgc: orgc, known: true, locked: true, curated: true, state: st}
 	if old, ok := e.hints.get(uuid, now); ok {
 		h.eventID, h.ts = old.eventID, old.ts
 		if h.orgc == "" {

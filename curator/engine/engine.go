@@ -94,7 +94,9 @@ type hint struct {
 	known  bool
 	locked bool  // the event came by synchronisation (row or misp_json said locked:true)
 	ts     int64 // event timestamp of the last row or misp_json: identifies the version
-	state  eventState
+	// curated: state is what our own curation of version ts left.
+	curated bool
+	state   eventState
 }
 
 // New checks the options, applies the defaults and returns an Engine. It panics when

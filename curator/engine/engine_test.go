@@ -452,3 +452,39 @@ func TestRunStopsWithPendingEvents(t *testing.T) {
 		t.Fatal("entries left after Run")
 	}
 }
+
+func TestSlowPullCuratedByTheDebounceThenByThePull(t *testing.T) {
+	// A pull whose attributes take longer than the debounce: the row message's debounce
+	// curates the event mid-pull; the pull's own misp_json, arriving later, describes the
+	// event before our changes and must not make the follow-up redo them. (The pull's
+	// global tag messages make the follow-up read the metadata once: a global tag change
+	// may have unpublished the event.)
+	ev := newEnv(t, envConfig{fakeClock: true})
+	e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+	ev.srv.ResetStats()
+	isRow := func(m feed.Message) bool { return m.Kind == feed.KindEvent && m.Action == feed.ActionAdd }
+	ev.deliver(isRow)
+	ev.cursor = 0 // the rest of the pull is delivered below
+	ev.advance(5 * time.Second)
+	first := ev.outcome()
+	if first.Source != SourcePush || !first.Published || first.Calls != 4 {
+		t.Fatalf("debounce curation %+v", first)
+	}
+	ev.idle()
+	seenPull := false
+	ev.deliver(func(m feed.Message) bool {
+		if isRow(m) { // delivered already
+			return false
+		}
+		keep := !seenPull
+		seenPull = seenPull || m.Action.FromConnectedServer()
+		return keep // the pull's messages, not the ones our curation caused
+	})
+	second := ev.outcome()
+	if second.Source != SourcePull || second.Calls != 1 || !second.AlreadyCurated || ev.srv.WriteCalls() != 3 {
+		t.Fatalf("follow-up %+v, calls %v", second, ev.srv.CallsByRoute())
+	}
+	if got, _ := ev.srv.Event(e.UUID); !reflect.DeepEqual(tagState(got), curatedHigh) || !got.Published {
+		t.Fatalf("event %q published %v", tagState(got), got.Published)
+	}
+}
