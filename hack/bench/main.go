@@ -125,6 +125,7 @@ type result struct {
 	Failed           int                    `json:"failed"`
 	WrongState       int                    `json:"wrong_state"`
 	WrongClass       int                    `json:"wrong_class"`
+	ExtraCurations   int                    `json:"extra_curations"`
 	CPUMsPerEvent    float64                `json:"cpu_ms_per_event"`
 	DoubleCPUMs      float64                `json:"double_cpu_ms_per_event"`
 	Double           string                 `json:"double"`
@@ -187,8 +188,16 @@ func run(c config) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every curation of an event counts: a follow-up (a message that arrived while the
+	// event was being curated) adds its calls to the event's.
+	type agg struct {
+		calls, curations int
+		class            engine.Class
+		at               time.Time
+		failed           bool
+	}
 	var mu sync.Mutex
-	outcomes := make(map[string]engine.Outcome, c.events)
+	outcomes := make(map[string]*agg, c.events)
 	done := make(chan struct{})
 	eng := engine.New(engine.Options{
 		Instance: "bench/misp", Index: idx, MISP: client, Concurrency: c.concurrency,
@@ -197,12 +206,17 @@ func run(c config) (*result, error) {
 		OnOutcome: func(o engine.Outcome) {
 			mu.Lock()
 			defer mu.Unlock()
-			if _, dup := outcomes[o.EventUUID]; !dup {
-				outcomes[o.EventUUID] = o
+			a := outcomes[o.EventUUID]
+			if a == nil {
+				a = &agg{}
+				outcomes[o.EventUUID] = a
 				if len(outcomes) == c.events {
 					close(done)
 				}
 			}
+			a.calls += o.Calls
+			a.curations++
+			a.class, a.at, a.failed = o.Class, o.At, o.Err != nil
 		},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -254,6 +268,9 @@ func run(c config) (*result, error) {
 	case <-time.After(10*time.Minute + time.Duration(c.events)*c.latency*4):
 		return nil, fmt.Errorf("timeout: %d of %d events curated", len(outcomes), c.events)
 	}
+	for eng.Pending() > 0 { // follow-ups
+		time.Sleep(10 * time.Millisecond)
+	}
 	elapsed := time.Since(t0)
 	res.CPUMsPerEvent = round2((cpuSeconds() - cpu0) * 1000 / float64(c.events))
 	cancel()
@@ -265,24 +282,27 @@ func run(c config) (*result, error) {
 	// Latency, calls per class, failures.
 	var lat []float64
 	total := 0
+	mu.Lock()
+	defer mu.Unlock()
 	for _, p := range plan {
 		o := outcomes[p.UUID]
-		if o.Err != nil {
+		if o.failed {
 			res.Failed++
 		}
-		if t, ok := last[p.UUID]; ok && o.At.After(t) {
-			lat = append(lat, ms(o.At.Sub(t)))
+		res.ExtraCurations += o.curations - 1
+		if t, ok := last[p.UUID]; ok && o.at.After(t) {
+			lat = append(lat, ms(o.at.Sub(t)))
 		}
-		cs := res.CallsDetail[string(o.Class)]
+		cs := res.CallsDetail[string(o.class)]
 		if cs == nil {
 			cs = &classStats{}
-			res.CallsDetail[string(o.Class)] = cs
+			res.CallsDetail[string(o.class)] = cs
 		}
 		cs.Events++
-		cs.Mean += float64(o.Calls)
-		cs.Max = max(cs.Max, o.Calls)
-		total += o.Calls
-		if o.Class != p.Class {
+		cs.Mean += float64(o.calls)
+		cs.Max = max(cs.Max, o.calls)
+		total += o.calls
+		if o.class != p.Class {
 			res.WrongClass++
 		}
 	}
