@@ -237,7 +237,7 @@ func TestInteropWrongCredentials(t *testing.T) {
 					t.Errorf("LastError %q\nwant it to contain %q", st.LastError, frag)
 				}
 			}
-			if st.Phase != PhaseRetrying || st.Connects != 0 || st.Messages != 0 || h.onConnectCalls() != 0 {
+			if st.Phase != PhaseRetrying || st.Failure != FailureHandshake || st.Connects != 0 || st.Messages != 0 || h.onConnectCalls() != 0 {
 				t.Errorf("state %+v, OnConnect calls %d: want retrying, nothing received", st, h.onConnectCalls())
 			}
 			if !strings.HasPrefix(st.Summary(), "not connected to "+p.endpoint) {

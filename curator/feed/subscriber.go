@@ -100,6 +100,17 @@ const (
 	PhaseStopped    Phase = "stopped"    // Run returned
 )
 
+// Failure classifies State.LastError.
+type Failure string
+
+const (
+	FailureNone      Failure = ""
+	FailureConnect   Failure = "connect"   // the TCP connect failed (refused, timeout, DNS)
+	FailureHandshake Failure = "handshake" // the ZMTP greeting or PLAIN handshake failed
+	FailureSilence   Failure = "silence"   // the silence watchdog closed the connection
+	FailureLost      Failure = "lost"      // an established connection failed (Recv error)
+)
+
 // State is a snapshot of a Subscriber, for the MISPInstance status.
 type State struct {
 	Phase     Phase
@@ -119,7 +130,8 @@ type State struct {
 	ParseErrors uint64
 	Dropped     uint64 // queue full or too large
 
-	LastError   string // last connection problem, for people; never credentials
+	LastError   string  // last connection problem, for people; never credentials; "" once connected
+	Failure     Failure // what LastError is about
 	LastErrorAt time.Time
 }
 
@@ -445,6 +457,10 @@ func (s *Subscriber) connectFailed(err error, failures int) {
 		st.Phase = PhaseRetrying
 		st.ConsecutiveFailures = failures
 		st.LastError = de.msg
+		st.Failure = FailureConnect
+		if de.stage == StageHandshake {
+			st.Failure = FailureHandshake
+		}
 		st.LastErrorAt = time.Now()
 	})
 	s.logConnError(de.msg, "stage", de.stage, "failures", failures, "zmq4Error", de.err.Error())
@@ -483,6 +499,10 @@ func (s *Subscriber) connectionLost(reason string, err error) {
 		st.ConnectedSince = time.Time{}
 		st.Reconnects++
 		st.LastError = msg
+		st.Failure = FailureLost
+		if reason == ReconnectSilence {
+			st.Failure = FailureSilence
+		}
 		st.LastErrorAt = time.Now()
 	})
 	s.logConnError(msg, "reason", reason)
@@ -502,6 +522,7 @@ func (s *Subscriber) serve(ctx context.Context, c *conn) (healthy bool, reason s
 		st.Connects++
 		st.ConsecutiveFailures = 0
 		st.LastError = ""
+		st.Failure = FailureNone
 	})
 	s.log.Info("ZeroMQ subscription connected", "mechanism", st.Mechanism, "topics", s.opts.Topics)
 

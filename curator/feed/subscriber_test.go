@@ -6,7 +6,9 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,10 +245,22 @@ func TestSubscriberMessagesKeepTheConnectionAlive(t *testing.T) {
 func TestSubscriberSilentPublisherIsRedialled(t *testing.T) {
 	// A hung mispzmq.py: TCP stays up, nothing comes (zmqpub.SetSilent).
 	p := newPublisher(t, zmqpub.Options{HeartbeatEvery: 50 * time.Millisecond})
-	h := startSubscriber(t, Options{Endpoint: p.Endpoint(), SilenceTimeout: 500 * time.Millisecond})
+	var mu sync.Mutex
+	var failures []Failure
+	h := startSubscriber(t, Options{Endpoint: p.Endpoint(), SilenceTimeout: 500 * time.Millisecond,
+		OnStateChange: func(st State) {
+			mu.Lock()
+			failures = append(failures, st.Failure)
+			mu.Unlock()
+		}})
 	waitUntil(t, "a heartbeat", func() bool { return !h.sub.State().LastHeartbeat.IsZero() })
 	p.SetSilent(true)
 	waitUntil(t, "a silence redial", func() bool { return h.metric("reconnects", ReconnectSilence) >= 1 })
+	mu.Lock()
+	if !slices.Contains(failures, FailureSilence) {
+		t.Errorf("no state change with Failure %q: %v", FailureSilence, failures)
+	}
+	mu.Unlock()
 	p.SetSilent(false)
 	h.waitConnects(2)
 	if !strings.Contains(h.logs.String(), "nothing received for 500ms") {
@@ -285,7 +299,7 @@ func TestSubscriberRedialsAfterPublisherRestart(t *testing.T) {
 			if got := h.metric("connects"); got != 4 {
 				t.Errorf("connects_total = %v, want 4", got)
 			}
-			if st := h.sub.State(); st.Reconnects != 3 || st.LastError != "" {
+			if st := h.sub.State(); st.Reconnects != 3 || st.LastError != "" || st.Failure != FailureNone {
 				t.Errorf("state %+v", st)
 			}
 		})
@@ -315,7 +329,7 @@ func TestSubscriberHandshakeFailuresAreExplained(t *testing.T) {
 			h := startSubscriber(t, Options{Endpoint: p.Endpoint(), User: tt.user, Password: tt.pw})
 			waitUntil(t, "3 failed handshakes", func() bool { return h.metric("dial_failures", StageHandshake) >= 3 })
 			st := h.sub.State()
-			if st.Phase != PhaseRetrying || !strings.Contains(st.LastError, tt.wantError) {
+			if st.Phase != PhaseRetrying || st.Failure != FailureHandshake || !strings.Contains(st.LastError, tt.wantError) {
 				t.Fatalf("state %+v\nwant phase retrying and error containing %q", st, tt.wantError)
 			}
 			if st.Connects != 0 || st.ConsecutiveFailures < 3 || h.onConnectCalls() != 0 {
@@ -348,7 +362,7 @@ func TestSubscriberConnectRefusedKeepsRetrying(t *testing.T) {
 	h := startSubscriber(t, Options{Endpoint: "tcp://" + addr})
 	waitUntil(t, "5 failed connects", func() bool { return h.metric("dial_failures", StageConnect) >= 5 })
 	st := h.sub.State()
-	if st.Phase != PhaseRetrying || !strings.Contains(st.LastError, "connect: connection refused") {
+	if st.Phase != PhaseRetrying || st.Failure != FailureConnect || !strings.Contains(st.LastError, "TCP connect: connection refused") {
 		t.Fatalf("state %+v", st)
 	}
 	if h.metric("dial_failures", StageHandshake) != 0 || h.metric("connected") != 0 {
