@@ -85,11 +85,11 @@ type OrgTrustPolicySpec struct {
 
 	// Organisations trusted at this level. UUIDs are accepted in any case and
 	// must be unique ignoring case; the operator writes them in lower case, as
-	// MISP does. Use organisationsFrom for lists longer than 2,000.
+	// MISP does. Use organisationsFrom for lists longer than 500 (the case-insensitive uniqueness rule costs O(n²) in the apiserver, which caps inline lists).
 	// +optional
 	// +listType=map
 	// +listMapKey=uuid
-	// +kubebuilder:validation:MaxItems=2000
+	// +kubebuilder:validation:MaxItems=500
 	// +kubebuilder:validation:XValidation:rule="self.map(o, o.uuid.lowerAscii()).distinct().size() == self.size()",message="organisation UUIDs must be unique (ignoring case)"
 	Organisations []Organisation `json:"organisations,omitempty"`
 

@@ -115,8 +115,8 @@ func TestInvalidObjectsAreRejectedWithAClearMessage(t *testing.T) {
 			[]string{`spec.instanceRef: Required value`}},
 		{"an instanceRef without a name", validPolicy, []mutation{{"spec.instanceRef", map[string]any{"name": ""}}},
 			[]string{`spec.instanceRef.name`, `should be at least 1 chars long`}},
-		{"more organisations than fit inline", validPolicy, []mutation{{"spec.organisations", orgs(2001, seqUUID)}},
-			[]string{`spec.organisations: Too many: 2001: must have at most 2000 items`}},
+		{"more organisations than fit inline", validPolicy, []mutation{{"spec.organisations", orgs(501, seqUUID)}},
+			[]string{`spec.organisations: Too many: 501: must have at most 500 items`}},
 		{"a priority above the bound", validPolicy, []mutation{{"spec.priority", 1001}},
 			[]string{`spec.priority: Invalid value: 1001: spec.priority in body should be less than or equal to 1000`}},
 		{"a priority below the bound", validPolicy, []mutation{{"spec.priority", -1001}},
@@ -180,9 +180,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			setPath(p, "spec.organisations", []any{map[string]any{"uuid": "5CF66E53-B5F8-43E7-BE9A-49880A3B4631"}})
 			return p
 		}},
-		{"the largest inline list (2,000 organisations with 128-character names)", func() map[string]any {
+		{"the largest inline list (500 organisations with 128-character names)", func() map[string]any {
 			p := validPolicy()
-			setPath(p, "spec.organisations", orgs(2000, seqUUID))
+			setPath(p, "spec.organisations", orgs(500, seqUUID))
 			return p
 		}},
 		{"an IPv6 ZeroMQ endpoint", func() map[string]any {
