@@ -191,8 +191,12 @@ func TestIntrospection(t *testing.T) {
 	if s.BytesServed() != bytes {
 		t.Errorf("bytes served %d, client read %d", s.BytesServed(), bytes)
 	}
+	do(t, s, "POST", "/events/add", key, map[string]any{"Event": map[string]any{"info": "x"}})
+	if s.WriteCalls() != 3 || s.Calls("/events/add") != 1 {
+		t.Errorf("an unmodelled POST: write calls %d, calls %d", s.WriteCalls(), s.Calls("/events/add"))
+	}
 	reqs := s.Requests()
-	if len(reqs) != 6 || reqs[2].Route != "/tags/attachTagToObject" || reqs[2].Status != 200 || !strings.Contains(reqs[2].Body, "tlp:amber") || reqs[2].UserID != "1" {
+	if len(reqs) != 7 || reqs[2].Route != "/tags/attachTagToObject" || reqs[2].Status != 200 || !strings.Contains(reqs[2].Body, "tlp:amber") || reqs[2].UserID != "1" {
 		t.Errorf("request log %+v", reqs)
 	}
 	for _, r := range reqs {

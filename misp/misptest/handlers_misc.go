@@ -15,9 +15,10 @@ func (s *Server) handleGetVersion(c *call) {
 	if u.role.sync {
 		uuid = s.instanceUUID
 	}
+	active := u.role.Role != (Role{}) // the Read Only role has none of these
 	c.view(http.StatusOK, obj{
 		{"version", mispVersion}, {"pymisp_recommended_version", mispVersion}, {"perm_sync", u.role.sync},
-		{"perm_sighting", true}, {"perm_galaxy_editor", true}, {"perm_analyst_data", true}, {"uuid", uuid},
+		{"perm_sighting", active}, {"perm_galaxy_editor", active}, {"perm_analyst_data", active}, {"uuid", uuid},
 		{"request_encoding", []any{"gzip"}}, {"filter_sightings", true},
 	})
 }

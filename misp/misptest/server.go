@@ -572,7 +572,11 @@ func (s *Server) record(rec RequestRecord, rt route) {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	s.calls[rec.Route]++
-	if h, ok := routes[rt.key]; ok && h.write && rec.Method != http.MethodGet && rec.Method != http.MethodHead {
+	h, known := routes[rt.key]
+	// A write is a state-changing call: a modelled write action, or any POST/PUT/DELETE to an
+	// endpoint the double does not model (/events/add, /servers/pull, ...), which the code
+	// under test should not be calling unnoticed.
+	if rec.Method != http.MethodGet && rec.Method != http.MethodHead && (!known || h.write) {
 		s.writes++
 	}
 	s.bytes += rec.Bytes
@@ -588,7 +592,8 @@ func (s *Server) Calls(endpoint string) int {
 }
 
 // WriteCalls is the number of state-changing requests (tag, publish, unpublish, alert,
-// warninglist add/edit/delete/toggleEnable), whatever their outcome.
+// warninglist add/edit/delete/toggleEnable, and any POST to an unmodelled endpoint), whatever
+// their outcome.
 func (s *Server) WriteCalls() int {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
