@@ -32,8 +32,17 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 		a.canceled = true
 		return a
 	}
-	cctx, cancel := context.WithTimeout(ctx, e.opts.CurationTimeout)
-	defer cancel()
+	// One deadline for every MISP call of the attempt, made at the first call (most
+	// untrusted events make none).
+	var cctx context.Context
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	callCtx := func() context.Context {
+		if cctx == nil {
+			cctx, cancel = context.WithTimeout(ctx, e.opts.CurationTimeout)
+		}
+		return cctx
+	}
 
 	// What we know without asking MISP: a search result given to Enqueue, else what the
 	// feed said (the row message names the creator org; a misp_json after it carries
@@ -64,7 +73,7 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 		}
 	}
 	if !known {
-		meta, err := e.opts.MISP.EventMeta(cctx, uuid)
+		meta, err := e.opts.MISP.EventMeta(callCtx(), uuid)
 		a.out.Calls++
 		if err != nil {
 			return e.failed(ctx, a, "read metadata", err)
@@ -95,7 +104,6 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	e.mu.Unlock()
 	plan := makePlan(pol, st, recent)
 	a.out.Plan = plan
-	log := e.log.WithValues("event", uuid, "org", a.orgc, "policy", pol.Key)
 	if plan.Empty() {
 		a.out.AlreadyCurated = true
 		a.state = &st
@@ -103,7 +111,7 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	}
 	if e.dryRun.Load() {
 		a.out.DryRun = true
-		log.Info("dry run: would curate event", "attach", plan.Attach, "remove", plan.Remove,
+		e.log.Info("dry run: would curate event", "event", uuid, "org", a.orgc, "policy", pol.Key, "attach", plan.Attach, "remove", plan.Remove,
 			"publish", plan.Publish, "publishIfUnpublished", plan.PublishIfUnpublished)
 		return a
 	}
@@ -111,7 +119,7 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	if len(plan.Attach) > 0 {
 		// One call for every missing tag, all local: a global tag would unpublish the
 		// event and tell partners our trust judgement (design.md "Failure model").
-		err := e.opts.MISP.AttachTags(cctx, uuid, plan.Attach, true)
+		err := e.opts.MISP.AttachTags(callCtx(), uuid, plan.Attach, true)
 		a.out.Calls++
 		if err != nil {
 			return e.failed(ctx, a, fmt.Sprintf("attach local tags %q", plan.Attach), err)
@@ -121,7 +129,7 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	unpublished := false
 	var removed []string
 	for _, tag := range plan.Remove {
-		err := e.opts.MISP.RemoveTag(cctx, uuid, tag)
+		err := e.opts.MISP.RemoveTag(callCtx(), uuid, tag)
 		a.out.Calls++
 		switch {
 		case err == nil:
@@ -139,7 +147,7 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	}
 	if plan.Publish || (plan.PublishIfUnpublished && unpublished) {
 		// After the tags: removing a global tag unpublished the event (sync/api/59–60).
-		_, err := e.opts.MISP.Publish(cctx, uuid)
+		_, err := e.opts.MISP.Publish(callCtx(), uuid)
 		a.out.Calls++
 		if err != nil {
 			return e.failed(ctx, a, "publish", err)
@@ -151,7 +159,6 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	}
 	after := st.after(plan.Attach, removed, unpublished, a.out.Published || (recent && !unpublished))
 	a.state = &after
-	log.V(1).Info("curated event", "attached", plan.Attach, "removed", a.out.RemovedTags, "published", a.out.Published, "calls", a.out.Calls)
 	return a
 }
 
@@ -265,18 +272,21 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 // report logs, counts and hands out a finished curation (without e.mu).
 func (e *Engine) report(o Outcome) {
 	e.met.outcome(o)
-	kv := []any{"event", o.EventUUID, "org", o.OrgUUID, "policy", o.Policy, "source", o.Source, "calls", o.Calls}
-	switch {
-	case o.Err != nil:
-		e.log.Error(o.Err, "curation failed; catch-up will try again", append(kv, "attempts", o.Attempts)...)
-	case o.Tagged || o.Published || len(o.RemovedTags) > 0:
-		e.log.Info("curated event", append(kv, "attached", o.Plan.Attach, "removed", o.RemovedTags, "published", o.Published)...)
-	case o.Skipped != "":
-		e.log.V(1).Info("event skipped", append(kv, "reason", o.Skipped)...)
-	case o.DryRun:
-		// logged with the plan by curate
-	default:
-		e.log.V(1).Info("event needs nothing", append(kv, "trusted", o.Policy != "")...)
+	changed := o.Tagged || o.Published || len(o.RemovedTags) > 0
+	if o.Err != nil || changed || e.log.V(1).Enabled() {
+		kv := []any{"event", o.EventUUID, "org", o.OrgUUID, "policy", o.Policy, "source", o.Source, "calls", o.Calls}
+		switch {
+		case o.Err != nil:
+			e.log.Error(o.Err, "curation failed; catch-up will try again", append(kv, "attempts", o.Attempts)...)
+		case changed:
+			e.log.Info("curated event", append(kv, "attached", o.Plan.Attach, "removed", o.RemovedTags, "published", o.Published)...)
+		case o.Skipped != "":
+			e.log.V(1).Info("event skipped", append(kv, "reason", o.Skipped)...)
+		case o.DryRun:
+			// logged with the plan by curate
+		default:
+			e.log.V(1).Info("event needs nothing", append(kv, "trusted", o.Policy != "")...)
+		}
 	}
 	if e.opts.OnOutcome != nil {
 		e.opts.OnOutcome(o)

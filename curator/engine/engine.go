@@ -43,7 +43,7 @@ type Engine struct {
 	cond     *sync.Cond        // workers wait on it for ready entries
 	entries  map[string]*entry // by event uuid: every event waiting, ready or running
 	delayed  delayHeap         // waiting entries by due time
-	ready    []*entry          // FIFO of entries due now
+	ready    fifo              // entries due now, oldest first
 	running  int               // entries being curated
 	stopping bool              // Run's context ended
 	wake     chan struct{}     // tells the scheduler that the earliest due time moved
@@ -186,7 +186,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	dropped := len(e.entries)
 	e.entries = map[string]*entry{}
 	e.delayed = nil
-	e.ready = nil
+	e.ready = fifo{}
 	e.met.queue(0, 0)
 	e.mu.Unlock()
 	e.met.drop(dropShutdown, dropped)
@@ -399,7 +399,7 @@ func (e *Engine) place(en *entry, due, now time.Time) {
 	if !due.After(now) {
 		en.state = stateReady
 		en.trigger.due = now
-		e.ready = append(e.ready, en)
+		e.ready.push(en)
 		e.cond.Signal()
 		return
 	}
@@ -431,12 +431,7 @@ func (e *Engine) removeEntry(en *entry) {
 			heap.Remove(&e.delayed, en.heapIdx)
 		}
 	case stateReady:
-		for i, r := range e.ready {
-			if r == en {
-				e.ready = append(e.ready[:i], e.ready[i+1:]...)
-				break
-			}
-		}
+		e.ready.remove(en)
 	}
 	delete(e.entries, en.uuid)
 	e.gauge()
@@ -453,7 +448,7 @@ func (e *Engine) schedule(ctx context.Context) {
 			en := heap.Pop(&e.delayed).(*entry)
 			en.state = stateReady
 			en.trigger.due = now
-			e.ready = append(e.ready, en)
+			e.ready.push(en)
 			e.cond.Signal()
 		}
 		var wait time.Duration = -1
@@ -487,16 +482,14 @@ func (e *Engine) schedule(ctx context.Context) {
 func (e *Engine) worker(ctx context.Context) {
 	for {
 		e.mu.Lock()
-		for len(e.ready) == 0 && !e.stopping {
+		for e.ready.len() == 0 && !e.stopping {
 			e.cond.Wait()
 		}
 		if e.stopping {
 			e.mu.Unlock()
 			return
 		}
-		en := e.ready[0]
-		e.ready[0] = nil
-		e.ready = e.ready[1:]
+		en := e.ready.pop()
 		en.state = stateRunning
 		e.running++
 		e.gauge()
@@ -542,4 +535,42 @@ func (h *delayHeap) Pop() any {
 	en.heapIdx = -1
 	*h = old[:n-1]
 	return en
+}
+
+// fifo is the ready queue. Popping from the front of a plain slice would shrink its
+// capacity and reallocate on every push; the head index avoids that.
+type fifo struct {
+	items []*entry
+	head  int
+}
+
+func (q *fifo) len() int { return len(q.items) - q.head }
+
+func (q *fifo) push(en *entry) { q.items = append(q.items, en) }
+
+func (q *fifo) pop() *entry {
+	en := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	switch {
+	case q.head == len(q.items):
+		q.items, q.head = q.items[:0], 0
+	case q.head >= 1024 && 2*q.head >= len(q.items):
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return en
+}
+
+// remove takes en out of the queue (rare: a delete message for a queued event).
+func (q *fifo) remove(en *entry) {
+	for i := q.head; i < len(q.items); i++ {
+		if q.items[i] == en {
+			copy(q.items[i:], q.items[i+1:])
+			q.items[len(q.items)-1] = nil
+			q.items = q.items[:len(q.items)-1]
+			return
+		}
+	}
 }
