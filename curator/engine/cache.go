@@ -9,10 +9,11 @@ import (
 // the oldest write goes first when it is full. Not safe for concurrent use (the engine
 // holds its lock).
 type ttlCache[V any] struct {
-	ttl   time.Duration
-	max   int
-	items map[string]*list.Element
-	order *list.List // of *ttlItem[V], oldest write first
+	ttl     time.Duration
+	max     int
+	items   map[string]*list.Element
+	order   *list.List              // of *ttlItem[V], oldest write first
+	evicted func(key string, val V) // called for entries dropped for age or room
 }
 
 type ttlItem[V any] struct {
@@ -21,8 +22,8 @@ type ttlItem[V any] struct {
 	written time.Time
 }
 
-func newTTLCache[V any](ttl time.Duration, max int) *ttlCache[V] {
-	return &ttlCache[V]{ttl: ttl, max: max, items: map[string]*list.Element{}, order: list.New()}
+func newTTLCache[V any](ttl time.Duration, max int, evicted func(string, V)) *ttlCache[V] {
+	return &ttlCache[V]{ttl: ttl, max: max, items: map[string]*list.Element{}, order: list.New(), evicted: evicted}
 }
 
 // get returns the value of key if it was written less than ttl before now.
@@ -34,15 +35,14 @@ func (c *ttlCache[V]) get(key string, now time.Time) (V, bool) {
 	}
 	it := el.Value.(*ttlItem[V])
 	if now.Sub(it.written) >= c.ttl {
-		c.remove(el)
+		c.evict(el)
 		return zero, false
 	}
 	return it.val, true
 }
 
-// put writes key (refreshing its age) and evicts expired and excess entries. It returns
-// the keys and values evicted for lack of room or age, so callers can clean up.
-func (c *ttlCache[V]) put(key string, val V, now time.Time, evicted func(string, V)) {
+// put writes key (refreshing its age) and evicts expired and excess entries.
+func (c *ttlCache[V]) put(key string, val V, now time.Time) {
 	if el, ok := c.items[key]; ok {
 		it := el.Value.(*ttlItem[V])
 		it.val, it.written = val, now
@@ -55,10 +55,15 @@ func (c *ttlCache[V]) put(key string, val V, now time.Time, evicted func(string,
 		if len(c.items) <= c.max && now.Sub(it.written) < c.ttl {
 			break
 		}
-		c.remove(el)
-		if evicted != nil {
-			evicted(it.key, it.val)
-		}
+		c.evict(el)
+	}
+}
+
+func (c *ttlCache[V]) evict(el *list.Element) {
+	it := el.Value.(*ttlItem[V])
+	c.remove(el)
+	if c.evicted != nil {
+		c.evicted(it.key, it.val)
 	}
 }
 

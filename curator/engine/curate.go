@@ -154,7 +154,7 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 		}
 		a.out.Published = true
 		e.mu.Lock()
-		e.pubs.put(uuid, version, e.clock.Now(), nil)
+		e.pubs.put(uuid, version, e.clock.Now())
 		e.mu.Unlock()
 	}
 	after := st.after(plan.Attach, removed, unpublished, a.out.Published || (recent && !unpublished))
@@ -314,11 +314,14 @@ func (e *Engine) putHint(uuid string, h *hint, now time.Time) {
 	if h.eventID != "" {
 		e.ids[h.eventID] = uuid
 	}
-	e.hints.put(uuid, h, now, func(k string, old *hint) {
-		if old.eventID != "" && e.ids[old.eventID] == k {
-			delete(e.ids, old.eventID)
-		}
-	})
+	e.hints.put(uuid, h, now)
+}
+
+// forgetID drops the id → uuid entry of a hint that is gone (caller holds e.mu).
+func (e *Engine) forgetID(uuid string, h *hint) {
+	if h.eventID != "" && e.ids[h.eventID] == uuid {
+		delete(e.ids, h.eventID)
+	}
 }
 
 // learnRow: a row message (locked) starts a new version of the event: its creator org is
@@ -410,8 +413,8 @@ func (e *Engine) learnCurated(uuid, orgc string, st eventState, now time.Time) {
 }
 
 func (e *Engine) forgetLocked(uuid string) {
-	if h, ok := e.hints.delete(uuid); ok && h.eventID != "" && e.ids[h.eventID] == uuid {
-		delete(e.ids, h.eventID)
+	if h, ok := e.hints.delete(uuid); ok {
+		e.forgetID(uuid, h)
 	}
 	e.pubs.delete(uuid)
 }

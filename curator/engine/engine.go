@@ -145,10 +145,10 @@ func New(opts Options) *Engine {
 		met:     instMetrics{m: opts.Metrics, inst: opts.Instance},
 		entries: map[string]*entry{},
 		wake:    make(chan struct{}, 1),
-		hints:   newTTLCache[*hint](opts.HintTTL, opts.MaxHints),
 		ids:     map[string]string{},
-		pubs:    newTTLCache[int64](opts.PublishMemoryTTL, opts.MaxHints),
+		pubs:    newTTLCache[int64](opts.PublishMemoryTTL, opts.MaxHints, nil),
 	}
+	e.hints = newTTLCache(opts.HintTTL, opts.MaxHints, e.forgetID)
 	e.cond = sync.NewCond(&e.mu)
 	e.dryRun.Store(opts.DryRun)
 	e.met.init()
