@@ -119,7 +119,9 @@ type Options struct {
 	// HintTTL is how long the engine remembers what the feed told about an event (creator
 	// org, and tags + published after a misp_json). Default 2m.
 	HintTTL time.Duration
-	// MaxHints bounds the remembered events (oldest forgotten first). Default 100,000.
+	// MaxHints bounds the remembered events (oldest forgotten first): about 0.5 KB each
+	// with a few tags, so the default 50,000 is at most ~25 MiB. It also bounds the
+	// remembered publishes.
 	MaxHints int
 	// MaxPending bounds the events waiting or being curated; beyond it new events are
 	// dropped (counted, logged; catch-up finds them). Default 100,000.

@@ -21,7 +21,7 @@ const (
 	DefaultCoalesceWindow   = time.Second
 	DefaultPublishMemoryTTL = 10 * time.Minute
 	DefaultHintTTL          = 2 * time.Minute
-	DefaultMaxHints         = 100_000
+	DefaultMaxHints         = 50_000
 	DefaultMaxPending       = 100_000
 	DefaultMaxAttempts      = 5
 	DefaultRetryBaseDelay   = 2 * time.Second

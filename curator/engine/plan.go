@@ -121,3 +121,11 @@ func (s eventState) after(attached, removed []string, unpublished, published boo
 	}
 	return out
 }
+
+// PlanFor is the plan the engine would follow for an event in the state m (as
+// misp.Client.EventMeta or SearchEvents report it) under policy p, ignoring the
+// engine's memory of its own recent publishes. An empty plan means the event is
+// curated: catch-up can use it to skip events that need nothing.
+func PlanFor(p index.Policy, m misp.EventMeta) Plan {
+	return makePlan(p, stateOf(m), false)
+}

@@ -117,3 +117,15 @@ func BenchmarkPlan(b *testing.B) {
 		}
 	}
 }
+
+func TestPlanForMetadata(t *testing.T) {
+	curated := misp.EventMeta{Published: true, Tags: tags(gradeA, "local", complete, "local", "tlp:green", "global")}
+	if p := PlanFor(high, curated); !p.Empty() {
+		t.Fatalf("curated event: %+v", p)
+	}
+	pulled := misp.EventMeta{Published: true, Tags: tags("tlp:green", "global", incomplete, "global")}
+	want := Plan{Attach: []string{gradeA, complete}, Remove: []string{incomplete}, PublishIfUnpublished: true}
+	if p := PlanFor(high, pulled); !reflect.DeepEqual(p, want) {
+		t.Fatalf("pulled event: %+v", p)
+	}
+}
