@@ -26,7 +26,7 @@ type attempt struct {
 
 // curate runs one attempt for an event: find its creator org and policy with as few
 // reads as possible, plan, apply.
-func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead bool, n int) attempt {
+func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead bool) attempt {
 	var a attempt
 	if ctx.Err() != nil {
 		a.canceled = true

@@ -495,11 +495,10 @@ func (e *Engine) worker(ctx context.Context) {
 		e.gauge()
 		t := en.trigger
 		en.trigger.meta = nil // used once: a retry reads again
-		attempt := en.attempts
 		forceRead := en.forceRead
 		e.mu.Unlock()
 
-		res := e.curate(ctx, en.uuid, t, forceRead, attempt)
+		res := e.curate(ctx, en.uuid, t, forceRead)
 
 		e.mu.Lock()
 		e.running--
