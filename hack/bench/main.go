@@ -1,18 +1,26 @@
-// Command bench measures the curation engine (curator/engine) against the in-process MISP
-// double (misp/misptest) through the real MISP client, and prints ONE JSON line.
+// Command bench measures the curation engine (curator/engine) against the MISP double
+// (misp/misptest) through the real MISP client, and prints ONE JSON line.
 //
-// It indexes -orgs organisations (half in a high policy: grade a + publish, half in a
-// medium one: grade c), lets the double simulate -events partner events in four classes
-// (untrusted pulled, untrusted pushed, tag only, tag + publish; trusted events are pulled
-// published, pushed, or pulled unpublished without misp_json, so some need a metadata
-// read) plus one pulled event with -big attributes, parses every ZeroMQ frame the double
-// produced with the curator's feed parser, then hands all messages to the engine at once
-// (or at -rate events/s) and waits until every event is curated.
+// The curator side indexes -orgs organisations (half in a high policy: grade a +
+// publish, half in a medium one: grade c). The double simulates -events partner events in
+// four classes (untrusted pulled, untrusted pushed, tag only, tag + publish; trusted
+// events are pulled published, pushed, or pulled unpublished — no misp_json, so a
+// metadata read is needed) plus one pulled event with -big attributes. Once every event
+// is simulated, the double's ZeroMQ frames are streamed to the curator side, parsed with
+// the feed parser and handed to the engine all at once (or at -rate events/s); the run
+// ends when every event is curated (follow-up curations included).
 //
-// Reported: events/s (first message handed over → last curation done), latency from an
-// event's last message to its curation (pushes include the coalesce window), MISP calls
-// per event per class, response bytes per event (the big event included: the engine never
-// downloads an event), process RSS, and a check of every event's final state in the double.
+// By default the double runs in a child process (-double child), so that rss_mib is the
+// curator's own; -double inprocess keeps it in this process (its message log and events
+// then dominate rss_mib).
+//
+// Reported: events/s (first frame handed over → last curation done), p50/p99 latency
+// from an event's last message to its curation (pushes include the coalesce window, or
+// the debounce when no misp_json came), MISP calls per event per class (every curation of
+// the event summed), response bytes per event (the 10,000-attribute event included: the
+// engine never downloads an event), RSS, CPU per event on both sides, a check of every
+// event's final state in the double (wrong_state), and whether the calls the double saw
+// equal those the engine counted (calls_consistent).
 //
 //	go run ./hack/bench -events 10000 -latency 0 -concurrency 8
 package main
