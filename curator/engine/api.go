@@ -21,6 +21,24 @@
 //     engine knows about an event (its tags and published flag) so that a curation can
 //     skip the metadata read (see Options.HintTTL).
 //
+// When the metadata read (POST /events/index, one call) is skipped, and why it is safe:
+//
+//   - the creator org is untrusted and a row message (or a catch-up search) named it:
+//     nothing is done, so nothing can be wrong;
+//   - a misp_json for the event arrived after its last row message and no tag change was
+//     announced since (misp_json_tag): misp_json is built by Event::publish() from the
+//     saved event after its tags and attributes (the last message of a push, the last but
+//     one of a pull), carries every tag with its locality, and the event is published
+//     right after it. A pulled event's *_from_connected_server follows it with nothing in
+//     between (sync README "pull-new", "pull-edit");
+//   - a catch-up search already returned the metadata (Hint.Meta);
+//   - the previous curation of the same version left a known state (a duplicate message).
+//
+// A retry after a failure never skips it. A stale hint (tags changed by someone while
+// ZeroMQ tag notifications were off) mostly costs a wasted call — attaching an attached
+// tag succeeds, removing a missing one answers 404 — or leaves a step to the next
+// curation or catch-up pass, which read the metadata.
+//
 // Every curation of an event is serialised: messages for an event waiting or being
 // curated are coalesced into it (at most one follow-up curation after the one in
 // flight). Curation steps are idempotent and derived from the event's current state, so
