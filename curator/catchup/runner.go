@@ -442,8 +442,11 @@ func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time
 	if !m.Locked {
 		return false // created on this instance, not synchronised: never curated (engine doc)
 	}
+	// Only events whose plan is not empty go to the engine (the engine's own rule,
+	// engine.PlanFor), so a pass over curated events costs no engine work and does not
+	// inflate the alreadyCurated counters.
 	p, ok := r.opts.Index.Lookup(m.OrgcUUID)
-	if !ok || !needsCuration(m, p) {
+	if !ok || engine.PlanFor(p, m).Empty() {
 		return false
 	}
 	r.mu.Lock()

@@ -27,10 +27,8 @@ const (
 )
 
 var (
-	tagA         = trust.SourceReliabilityTag("a")
-	tagC         = trust.SourceReliabilityTag("c")
-	policyHigh   = index.Policy{Key: "sec/high", Tags: []string{tagA, trust.TagWorkflowComplete}, Publish: true}
-	policyMedium = index.Policy{Key: "sec/medium", Tags: []string{tagC}}
+	tagA = trust.SourceReliabilityTag("a")
+	tagC = trust.SourceReliabilityTag("c")
 )
 
 // clock is a settable time source shared by the double and the runner, so event

@@ -1,0 +1,56 @@
+package status
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics count the writer's status applies. A nil *Metrics records nothing.
+type Metrics struct {
+	applies *prometheus.CounterVec
+}
+
+// Label values.
+const (
+	KindPolicy   = "OrgTrustPolicy"
+	KindInstance = "MISPInstance"
+
+	resultApplied  = "applied"
+	resultError    = "error"
+	resultNotFound = "not_found"
+)
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered); a second
+// call on the same registry reuses the registered collectors.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misptrust_curator_status_applies_total",
+			Help: "Server-side applies of the curator's status fields, by kind and result (applied, error, not_found). Unchanged statuses are not applied.",
+		}, []string{"kind", "result"}),
+	}
+	if reg != nil {
+		if err := reg.Register(m.applies); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(fmt.Sprintf("status: register metrics: %v", err))
+			}
+			m.applies = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	for _, k := range []string{KindPolicy, KindInstance} {
+		for _, r := range []string{resultApplied, resultError, resultNotFound} {
+			m.applies.WithLabelValues(k, r)
+		}
+	}
+	return m
+}
+
+func (m *Metrics) apply(kind, result string) {
+	if m == nil {
+		return
+	}
+	m.applies.WithLabelValues(kind, result).Inc()
+}
