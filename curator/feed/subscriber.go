@@ -44,6 +44,10 @@ type Options struct {
 	// topic (misp-api.md §1.4): any message then proves the publisher alive.
 	Topics []string
 	// MaxMessageSize drops larger frames (counted; catch-up covers the event).
+	// zmq4 has no such limit and allocates whatever a frame header announces, so
+	// the Subscriber's transport skips oversized frames on the wire before zmq4
+	// sees them (transport.go); frames under the limit are still allocated by
+	// zmq4, twice under PLAIN (its Decrypt copies the body). Default 64 MiB.
 	MaxMessageSize int
 	// QueueSize bounds the queue between the socket and the consumer; when it
 	// is full, new messages are dropped and counted.
@@ -135,7 +139,8 @@ type State struct {
 	LastErrorAt time.Time
 }
 
-// Summary is one sentence for a status condition.
+// Summary is one sentence for a status condition. It holds no time that moves
+// by itself, so a condition built from it changes only when the state does.
 func (st State) Summary() string {
 	switch st.Phase {
 	case PhaseConnected:
@@ -143,7 +148,7 @@ func (st State) Summary() string {
 		if st.LastMessage.IsZero() || st.LastMessage.Before(st.ConnectedSince) {
 			return s + ", no message received yet"
 		}
-		return s + fmt.Sprintf(", last message %s ago", time.Since(st.LastMessage).Round(time.Second))
+		return s + ", receiving"
 	case PhaseConnecting, PhaseRetrying:
 		if st.LastError == "" {
 			return fmt.Sprintf("connecting to %s (%s)", st.Endpoint, st.Mechanism)
@@ -578,6 +583,8 @@ func (s *Subscriber) handle(msg zmq4.Msg) {
 		err = &ParseError{Kind: KindMultipart, Offset: -1,
 			Detail: fmt.Sprintf("%d frames, MISP sends one", len(msg.Frames))}
 	} else {
+		// Parser.MaxSize repeats the size check after Recv: the transport has
+		// already skipped oversized frames, this catches anything that bypassed it.
 		m, err = s.parser.Parse(msg.Frames[0])
 	}
 	heartbeat := err == nil && m.Kind == KindHeartbeat
