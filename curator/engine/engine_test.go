@@ -488,3 +488,30 @@ func TestSlowPullCuratedByTheDebounceThenByThePull(t *testing.T) {
 		t.Fatalf("event %q published %v", tagState(got), got.Published)
 	}
 }
+
+func TestMessagesDuringACurationGiveOneFollowUp(t *testing.T) {
+	ev := newEnv(t, envConfig{})
+	ev.srv.SetFault("/tags/attachTagToObject", misptest.Fault{Latency: 300 * time.Millisecond})
+	ev.srv.SimulatePull(partnerEvent(orgMedium, true, tlpGreen))
+	msgs := ev.deliver(nil)
+	deadline := time.Now().Add(eventually)
+	for ev.srv.Calls("/tags/attachTagToObject") == 0 { // the curation is in flight
+		if time.Now().After(deadline) {
+			t.Fatal("curation never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 3; i++ {
+		ev.eng.HandleMessage(msgs[len(msgs)-1]) // add_from_connected_server again
+	}
+	first, second := ev.outcome(), ev.outcome()
+	ev.idle()
+	if !first.Tagged || second.Tagged || second.Calls != 0 || !second.AlreadyCurated {
+		t.Fatalf("outcomes %+v\n%+v", first, second)
+	}
+	select {
+	case o := <-ev.outcomes:
+		t.Fatalf("more than one follow-up: %+v", o)
+	default:
+	}
+}
