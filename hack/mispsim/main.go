@@ -159,7 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stdout, "ZeroMQ publisher on %s (%s)\n", s.ZMQEndpoint(), auth)
 	}
 	fmt.Fprintf(stdout, "admin API key: %s\n", keyNote)
-	fmt.Fprintf(stdout, "simulator API: %s/_sim/ (pull, push, fault, down, publisher, events, stats)\n", s.URL())
+	fmt.Fprintf(stdout, "simulator API: %s/_sim/ (pull, push, fault, down, publisher, events, messages, requests, stats)\n", s.URL())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "shutting down")
 	return nil

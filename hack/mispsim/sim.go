@@ -34,6 +34,7 @@ func (a *simAPI) handler() http.Handler {
 	mux.HandleFunc("GET /_sim/events", a.events)
 	mux.HandleFunc("GET /_sim/messages", a.messages)
 	mux.HandleFunc("GET /_sim/stats", a.stats)
+	mux.HandleFunc("GET /_sim/requests", a.requests)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.requireKey {
 			// Reachable from elsewhere: only the admin key may drive the simulator.
