@@ -221,6 +221,25 @@ func TestMispsim(t *testing.T) {
 			t.Errorf("%d %s", st, b)
 		}
 	})
+	t.Run("GET /_sim/requests lists the calls naming one event", func(t *testing.T) {
+		const ev = "853475bb-cc6b-4e07-b345-ed9e47520557"
+		var calls []struct {
+			Method, Route string
+			Status        int
+		}
+		st, b := s.call(t, "GET", "/_sim/requests?event="+ev, "", "")
+		if st != 200 || json.Unmarshal(b, &calls) != nil {
+			t.Fatalf("%d %s", st, b)
+		}
+		// The seeded-state subtest viewed this event once; nothing else named it.
+		if len(calls) != 1 || calls[0].Route != "/events/view" || calls[0].Status != 200 {
+			t.Errorf("calls naming %s = %+v", ev, calls)
+		}
+		st, b = s.call(t, "GET", "/_sim/requests", "", "")
+		if st != 200 || json.Unmarshal(b, &calls) != nil || len(calls) < 4 {
+			t.Errorf("all calls: %d %s", st, b)
+		}
+	})
 	t.Run("GET /_sim/stats", func(t *testing.T) {
 		st, b := s.call(t, "GET", "/_sim/stats", "", "")
 		var stats struct {
