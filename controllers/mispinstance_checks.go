@@ -184,15 +184,24 @@ func readyCondition(conds []metav1.Condition) metav1.Condition {
 	for _, c := range conds {
 		byType[c.Type] = c
 	}
+	// The first False condition names the problem; one merely not checked
+	// (Unknown) only counts when nothing is False.
+	var unknown *metav1.Condition
 	for _, t := range []string{v1alpha1.ConditionReachable, v1alpha1.ConditionAuthenticated, v1alpha1.ConditionWarninglistPermission} {
 		c := byType[t]
-		if c.Status != metav1.ConditionTrue {
-			reason := c.Reason
-			if reason == ReasonNotChecked {
-				reason = "NotReady"
-			}
-			return cond(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, fmt.Sprintf("%s: %s", t, c.Message))
+		switch {
+		case c.Status == metav1.ConditionFalse:
+			return cond(v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, fmt.Sprintf("%s: %s", t, c.Message))
+		case c.Status != metav1.ConditionTrue && unknown == nil:
+			unknown = &c
 		}
+	}
+	if unknown != nil {
+		reason := unknown.Reason
+		if reason == ReasonNotChecked {
+			reason = "NotReady"
+		}
+		return cond(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, fmt.Sprintf("%s: %s", unknown.Type, unknown.Message))
 	}
 	var limits []string
 	for _, t := range []string{v1alpha1.ConditionHostOrg, v1alpha1.ConditionSiteAdmin} {

@@ -93,7 +93,7 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	st.Conditions = conds
 	if changed || inst.Status.ObservedGeneration != st.ObservedGeneration || inst.Status.MISPVersion != st.MISPVersion ||
 		!identityEqual(inst.Status.Identity, st.Identity) {
-		if err := applyStatus(ctx, r.client, "MISPInstance", &inst, st); err != nil {
+		if err := applyStatus(ctx, r.client, "MISPInstance", &inst, &st); err != nil {
 			return ctrl.Result{}, err
 		}
 		ready := meta.FindStatusCondition(conds, v1alpha1.ConditionReady)

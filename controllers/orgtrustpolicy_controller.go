@@ -159,7 +159,8 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 	if st, ok := r.mem.get(s.name, s.uid, s.instance); ok && !st.nextCheck.IsZero() {
 		next = st.nextCheck.Sub(r.opts.Clock.Now())
 	}
-	return ctrl.Result{RequeueAfter: max(next, time.Second)}, nil
+	// A floor, so a resync that is already due cannot spin.
+	return ctrl.Result{RequeueAfter: max(next, min(time.Second, r.opts.ResyncInterval))}, nil
 }
 
 // instanceFor returns the policy's MISPInstance, or why MISP must not be
@@ -313,9 +314,19 @@ func (r *OrgTrustPolicyReconciler) report(ctx context.Context, p *v1alpha1.OrgTr
 		for _, k := range out.Drift {
 			r.metrics.driftRepaired.WithLabelValues(k).Inc()
 		}
-		r.recorder.Eventf(p, nil, corev1.EventTypeWarning, "WarninglistDriftRepaired", "Repair", "Warninglist %q (id %s) was changed in MISP (%s); repaired.", want.Name, out.ID, out.DriftDetail)
+		// The action differs per kind: the events API folds Events with the same
+		// regarding, reason and action into one series that keeps the first note.
+		r.recorder.Eventf(p, nil, corev1.EventTypeWarning, "WarninglistDriftRepaired", driftAction[out.Drift[0]], "Warninglist %q (id %s) was changed in MISP (%s); repaired.", want.Name, out.ID, out.DriftDetail)
 		logger.Info("repaired warninglist drift", "warninglist", want.Name, "id", out.ID, "drift", out.DriftDetail)
 	}
+}
+
+// driftAction is the Event action of each drift repair.
+var driftAction = map[string]string{
+	driftEntries:  "RewriteEntries",
+	driftMetadata: "RewriteMetadata",
+	driftDisabled: "Enable",
+	driftDeleted:  "Recreate",
 }
 
 // warnOnChange emits a Warning Event when Synced turns to a new failure, not

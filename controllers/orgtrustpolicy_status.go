@@ -83,8 +83,8 @@ func (b *policyStatusBuilder) setResolution(res resolution) {
 			items[i] = fmt.Sprintf("%s (won by %s)", l.OrgUUID, l.Winner)
 		}
 		b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionTrue, ReasonOrganisationsWonElsewhere,
-			fmt.Sprintf("%s listed here won by other policies of the instance (higher priority, then more reliable grade, then name) and left out of this warninglist: %s.",
-				plural(len(res.Losses), "organisation is"), listCapped(items, maxListed)))
+			fmt.Sprintf("%s listed here %s won by other policies of the instance (higher priority, then more reliable grade, then name) and left out of this warninglist: %s.",
+				plural(len(res.Losses), "organisation"), isAre(len(res.Losses)), listCapped(items, maxListed)))
 	}
 }
 
@@ -171,7 +171,7 @@ func (b *policyStatusBuilder) apply(ctx context.Context, c client.Client, now me
 		slices.Equal(old.Tags, b.st.Tags) && warninglistEqual(old.Warninglist, b.st.Warninglist) {
 		return false, nil
 	}
-	return true, applyStatus(ctx, c, "OrgTrustPolicy", b.p, b.st)
+	return true, applyStatus(ctx, c, "OrgTrustPolicy", b.p, &b.st)
 }
 
 func warninglistEqual(a, b *v1alpha1.WarninglistStatus) bool {

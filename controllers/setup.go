@@ -23,7 +23,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.MISP.Logger.GetSink() == nil {
 		opts.MISP.Logger = mgr.GetLogger().WithName("misp")
 	}
-	clients := newMISPClients(mgr.GetClient(), mgr.GetAPIReader(), opts.MISP)
+	// Metadata of Secrets and ConfigMaps comes from the cache itself: the
+	// manager's client bypasses the cache for those kinds (NewManagerOptions).
+	clients := newMISPClients(mgr.GetCache(), mgr.GetAPIReader(), opts.MISP)
 	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, opts: opts}
 	if err := inst.setupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the MISPInstance controller: %w", err)
@@ -32,7 +34,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		client:     mgr.GetClient(),
 		apiReader:  mgr.GetAPIReader(),
 		clients:    clients,
-		configMaps: newConfigMapData(mgr.GetClient(), mgr.GetAPIReader()),
+		configMaps: newConfigMapData(mgr.GetCache(), mgr.GetAPIReader()),
 		mem:        newListMemory(),
 		recorder:   mgr.GetEventRecorder(EventRecorderName),
 		metrics:    newMetrics(opts.Registerer),

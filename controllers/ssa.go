@@ -12,7 +12,7 @@ import (
 )
 
 // applyStatus writes the controller's part of an object's status with
-// server-side apply under FieldManager. status must hold exactly the fields
+// server-side apply under FieldManager. status (a pointer to a struct) must hold exactly the fields
 // the controller owns: a field it owned before and leaves out is removed, and
 // fields of other managers (the curator's feed, catchUp, curation and
 // FeedConnected condition) are left alone — conditions is a list-map keyed by
