@@ -8,11 +8,28 @@ BIN          := $(CURDIR)/bin
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMG          ?= ghcr.io/misptrust/misp-trust-operator:$(VERSION)
 LDFLAGS      := -s -w -X main.version=$(VERSION)
 
 .PHONY: help
 help: ## Show this help.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+##@ Try it
+
+.PHONY: demo
+demo: build envtest ## Run the whole operator end to end on this machine (real kube-apiserver, MISP double), print what it did, clean up.
+	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) run ./hack/demo
+
+.PHONY: demo-serve
+demo-serve: build envtest ## Like demo, then keep everything running to explore (Ctrl-C stops).
+	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) run ./hack/demo -serve
+
+.PHONY: build
+build: ## Build bin/misp-trust-operator and bin/mispsim.
+	@echo "building bin/misp-trust-operator and bin/mispsim"
+	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/misp-trust-operator .
+	@$(GO) build -o $(BIN)/mispsim ./hack/mispsim
 
 ##@ Development
 
@@ -26,6 +43,8 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	@if compgen -G "controllers/*.go" >/dev/null || compgen -G "controllers/*/*.go" >/dev/null; then \
 	  $(CONTROLLER_GEN) rbac:roleName=misp-trust-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac; \
 	fi
+	bash hack/chart-crds.sh
+	bash hack/argocd-cm-patch.sh
 
 .PHONY: fmt
 fmt: ## Run gofmt on every Go file.
@@ -39,18 +58,34 @@ vet: ## Run go vet.
 envtest: ## Build (once, cached) kube-apiserver and etcd for envtest.
 	@bash hack/envtest-assets.sh >/dev/null
 
+.PHONY: helm
+helm: ## Build (once, cached) Helm for the chart tests.
+	@bash hack/helm.sh >/dev/null
+
 .PHONY: test
 test: ## Run all tests against a real kube-apiserver and etcd (builds them the first time).
-	@assets="$$(bash hack/envtest-assets.sh)"; \
-	  echo "KUBEBUILDER_ASSETS=$$assets"; \
-	  KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -timeout 20m ./...
+	@assets="$$(bash hack/envtest-assets.sh)"; helm="$$(bash hack/helm.sh)"; \
+	  echo "KUBEBUILDER_ASSETS=$$assets HELM=$$helm"; \
+	  KUBEBUILDER_ASSETS="$$assets" HELM="$$helm" $(GO) test -count=1 -timeout 20m ./...
+	cd hack/gitops-check && $(GO) test -count=1 ./...
+
+.PHONY: chart-check
+chart-check: ## Lint, render and server-dry-run the Helm chart and config/default; test the GitOps health checks.
+	@bash hack/chart-check.sh
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated files or formatting are stale; run go vet.
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config | grep '^??')" || { echo "untracked generated files: commit them"; git status --porcelain -- api config; exit 1; }
+	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config charts | grep '^??')" || { echo "untracked generated files: commit them"; git status --porcelain -- api config charts; exit 1; }
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
+	cd hack/gitops-check && $(GO) vet ./...
+
+##@ Build
+
+.PHONY: docker-build
+docker-build: ## Build the image IMG (needs a Docker engine with BuildKit; none runs on our dev machines).
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)

@@ -1,0 +1,133 @@
+{{/*
+One Deployment per component, from the same image: args start with the
+subcommand ("controller" or "curator"). Call with
+(dict "root" $ "component" "controller").
+*/}}
+{{- define "misp-trust-operator.deployment" -}}
+{{- $root := .root }}
+{{- $c := index $root.Values .component }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "misp-trust-operator.componentName" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "misp-trust-operator.componentLabels" . | nindent 4 }}
+spec:
+  replicas: {{ $c.replicas }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "misp-trust-operator.componentSelectorLabels" . | nindent 6 }}
+  {{- if gt (int $c.replicas) 1 }}
+  strategy:
+    # Keep a leader candidate running while pods are replaced.
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 1
+  {{- end }}
+  template:
+    metadata:
+      annotations:
+        kubectl.kubernetes.io/default-container: manager
+        {{- with $c.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      labels:
+        {{- include "misp-trust-operator.componentSelectorLabels" . | nindent 8 }}
+        {{- with $root.Values.commonLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+        {{- with $c.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "misp-trust-operator.serviceAccountName" . }}
+      # The process talks to the kube-apiserver with this token.
+      automountServiceAccountToken: true
+      enableServiceLinks: false
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      # Leader election releases the Lease on SIGTERM; 10 s is plenty.
+      terminationGracePeriodSeconds: 10
+      containers:
+        - name: manager
+          image: {{ include "misp-trust-operator.image" $root | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args:
+            - {{ .component }}
+            {{- range $c.extraArgs }}
+            - {{ . | quote }}
+            {{- end }}
+          env:
+            - name: POD_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+            - name: POD_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            {{- with $c.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          ports:
+            - name: metrics
+              containerPort: {{ $root.Values.ports.metrics }}
+              protocol: TCP
+            - name: health
+              containerPort: {{ $root.Values.ports.health }}
+              protocol: TCP
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: health
+            {{- toYaml $root.Values.probes.liveness | nindent 12 }}
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: health
+            {{- toYaml $root.Values.probes.readiness | nindent 12 }}
+          resources:
+            {{- toYaml $c.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+          volumeMounts:
+            # The root filesystem is read-only; give the Go runtime a /tmp.
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 16Mi
+      {{- with $c.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- if $c.affinity }}
+      affinity:
+        {{- toYaml $c.affinity | nindent 8 }}
+      {{- else if gt (int $c.replicas) 1 }}
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - weight: 100
+              podAffinityTerm:
+                topologyKey: kubernetes.io/hostname
+                labelSelector:
+                  matchLabels:
+                    {{- include "misp-trust-operator.componentSelectorLabels" . | nindent 20 }}
+      {{- end }}
+{{- end }}
