@@ -224,7 +224,6 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 		if err := r.client.Patch(ctx, p, patch); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("remove finalizer of OrgTrustPolicy %s: %w", key, err)
 		}
-		r.mem.forget(key)
 		return ctrl.Result{}, nil
 	}
 	retain := func(why string) (ctrl.Result, error) {
@@ -232,7 +231,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 		return release()
 	}
 
-	if trust.DeletionPolicy(p) != v1alpha1.DeletionPolicyDelete {
+	if trust.DeletionPolicy(p) != v1alpha1.DeletionPolicyDelete || r.mem.deleted(key, p.UID) {
 		return release()
 	}
 	// Uninstalling the operator deletes the CRD, which deletes every policy:
@@ -276,6 +275,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 		}
 		return ctrl.Result{}, err
 	}
+	r.mem.markDeleted(key, p.UID)
 	if id != "" {
 		r.metrics.writes.WithLabelValues("delete").Inc()
 		r.recorder.Eventf(p, nil, corev1.EventTypeNormal, "WarninglistDeleted", "Delete", "Deleted warninglist %q (id %s) from MISP (deletionPolicy: Delete).", want.Name, id)

@@ -334,8 +334,8 @@ func TestDeletionPolicy(t *testing.T) {
 		t.Error("deletionPolicy Retain: the list was deleted")
 	}
 	calls := h.wlCalls()
-	if calls["/warninglists/delete"] != 1 {
-		t.Errorf("warninglist calls = %v, want one delete", calls)
+	if calls["/warninglists/delete"] != 1 || calls["/warninglists/view"] != 2 || len(calls) != 2 {
+		t.Errorf("warninglist calls = %v, want view, delete, view (confirming the 302)", calls)
 	}
 	t.Logf("MISP calls for a Delete-policy deletion: %v", calls)
 	h.waitEvent("del", "WarninglistDeleted", delName)

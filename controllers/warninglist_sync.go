@@ -44,6 +44,7 @@ type listState struct {
 	uid       types.UID
 	instance  string // MISP identity (instance UID and URL): another MISP invalidates it
 	nextCheck time.Time
+	deleted   bool // the list was deleted with the policy (deletionPolicy Delete)
 }
 
 // listMemory remembers, per policy, the list last known in sync and when to
@@ -60,7 +61,7 @@ func (l *listMemory) get(name types.NamespacedName, uid types.UID, instance stri
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s, ok := l.m[name]
-	if !ok || s.uid != uid || s.instance != instance {
+	if !ok || s.uid != uid || s.instance != instance || s.deleted {
 		return listState{}, false
 	}
 	return s, true
@@ -70,6 +71,22 @@ func (l *listMemory) set(name types.NamespacedName, s listState) {
 	l.mu.Lock()
 	l.m[name] = s
 	l.mu.Unlock()
+}
+
+// markDeleted records that the list of the policy with uid was deleted, so a
+// second pass over the same deletion (the cache lagging behind the finalizer
+// removal) makes no MISP call.
+func (l *listMemory) markDeleted(name types.NamespacedName, uid types.UID) {
+	l.mu.Lock()
+	l.m[name] = listState{uid: uid, deleted: true}
+	l.mu.Unlock()
+}
+
+func (l *listMemory) deleted(name types.NamespacedName, uid types.UID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.m[name]
+	return ok && s.uid == uid && s.deleted
 }
 
 func (l *listMemory) forget(name types.NamespacedName) {
