@@ -78,8 +78,9 @@ type OrgTrustPolicySpec struct {
 	Publish bool `json:"publish,omitempty"`
 
 	// DeletionPolicy: Retain (default) leaves the warninglist in MISP when the
-	// policy is deleted; Delete removes it. Uninstalling the operator never
-	// deletes lists.
+	// policy is deleted; Delete removes it (the policy then carries the
+	// finalizer misptrust.io/warninglist). Uninstalling the operator (deleting
+	// the CRD) never deletes lists, nor does deleting the MISPInstance first.
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
@@ -161,12 +162,16 @@ const (
 // effective values) and by the curator (curation), each with its own
 // server-side-apply field manager.
 //
-// Ready is True when the warninglist matches the policy. It does not depend
-// on Conflicts (losing an organisation to a higher policy is the precedence
-// rule at work) nor on CurationPermitted (a missing capability is named in
-// Ready's message and in CurationPermitted). While the MISPInstance is
-// missing or not Ready, Ready is False (InstanceNotFound, InstanceNotReady)
-// and MISP is not called.
+// Ready is True when the warninglist matches the policy and every
+// organisation source parsed (invalid lines make it False with reason
+// InvalidOrganisations, while the valid ones are still written). It does not
+// depend on Conflicts (losing an organisation to a higher policy is the
+// precedence rule at work) nor on CurationPermitted (a missing capability is
+// named in Ready's message and in CurationPermitted). While the MISPInstance
+// is missing or not Ready, Ready is False (InstanceNotFound,
+// InstanceNotReady) and MISP is not called. A missing organisationsFrom
+// ConfigMap or key leaves the warninglist unchanged (Synced False,
+// OrganisationsSourceMissing) rather than dropping its organisations.
 type OrgTrustPolicyStatus struct {
 	// ObservedGeneration is the generation the controller last acted on.
 	// +optional
