@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/misptrust/misp-trust-operator/controllers"
+	"github.com/misptrust/misp-trust-operator/curator"
 )
 
 // version is set at build time (-ldflags "-X main.version=...", see Makefile).
@@ -20,6 +21,7 @@ func usage() {
 
 Commands:
   controller   reconcile MISPInstance and OrgTrustPolicy objects into MISP warninglists
+  curator      tag and publish synchronised events of trusted organisations (ZeroMQ feed + REST catch-up)
   version      print the version
 
 Run '%s <command> -h' for the flags of a command.
@@ -38,6 +40,8 @@ func main() {
 	switch os.Args[1] {
 	case "controller":
 		err = controllers.RunController(ctx, os.Args[2:], version)
+	case "curator":
+		err = curator.RunCurator(ctx, os.Args[2:], version)
 	case "version":
 		fmt.Println(version)
 	case "-h", "-help", "--help", "help":

@@ -20,6 +20,9 @@ const (
 	ReasonHandshakeFailing = "HandshakeFailing" // the ZMTP handshake fails (wrong PLAIN credentials, mechanism mismatch)
 	ReasonSilent           = "Silent"           // connected, but not even a heartbeat for too long
 	ReasonNotConfigured    = "NotConfigured"    // the MISPInstance has no spec.zeroMQ
+	// ReasonInvalidConfiguration: the curator cannot run for this instance at all (a
+	// referenced Secret or key is missing, the URL or endpoint is unusable).
+	ReasonInvalidConfiguration = "InvalidConfiguration"
 )
 
 // Values of status.feed.state.
@@ -56,11 +59,18 @@ type Feed struct {
 	// Failure classifies it.
 	LastError string
 	Failure   Failure
+	// ConfigError, when set, says why no pipeline runs for the instance (it wins over
+	// everything else).
+	ConfigError string
 }
 
 // feedCondition decides FeedConnected. Messages never hold a time that moves by itself ("5s
 // ago"): a message changes only when the situation does, so the condition does not churn.
 func feedCondition(f Feed, now time.Time, silentAfter time.Duration) (metav1.ConditionStatus, string, string) {
+	if f.ConfigError != "" {
+		return metav1.ConditionFalse, ReasonInvalidConfiguration,
+			"the curator cannot run for this instance: " + truncate(f.ConfigError, maxErrorLen)
+	}
 	if !f.Configured {
 		return metav1.ConditionFalse, ReasonNotConfigured,
 			"spec.zeroMQ is not set: events are found by the periodic REST catch-up only"
@@ -95,6 +105,8 @@ func feedCondition(f Feed, now time.Time, silentAfter time.Duration) (metav1.Con
 // feedState is status.feed.state.
 func feedState(f Feed) string {
 	switch {
+	case f.ConfigError != "":
+		return FeedStateDisconnected
 	case !f.Configured:
 		return FeedStateNotConfigured
 	case f.Connected:
@@ -109,6 +121,9 @@ func feedState(f Feed) string {
 // written value while the new one is less than resolution later: a heartbeat every 10 s
 // must not mean a status write every 10 s.
 func feedStatus(f Feed, prev *v1alpha1.FeedStatus, resolution time.Duration) *v1alpha1.FeedStatus {
+	if f.ConfigError != "" {
+		return &v1alpha1.FeedStatus{State: FeedStateDisconnected, LastError: truncate(f.ConfigError, maxErrorLen)}
+	}
 	if !f.Configured {
 		return &v1alpha1.FeedStatus{State: FeedStateNotConfigured}
 	}

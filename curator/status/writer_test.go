@@ -288,6 +288,8 @@ func TestFeedCondition(t *testing.T) {
 		reason string
 	}{
 		{"not configured", Feed{}, t0, metav1.ConditionFalse, ReasonNotConfigured},
+		{"secret missing", Feed{Configured: true, Connected: true, ConfigError: `Secret "misp" does not exist`}, t0,
+			metav1.ConditionFalse, ReasonInvalidConfiguration},
 		{"first attempt", Feed{Configured: true}, t0, metav1.ConditionUnknown, ReasonConnecting},
 		{"connected, no message yet", connected, t0.Add(10 * time.Second), metav1.ConditionTrue, ReasonConnected},
 		{"connected and silent", connected, t0.Add(DefaultSilentAfter), metav1.ConditionFalse, ReasonSilent},
