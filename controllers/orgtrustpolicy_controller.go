@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -336,7 +337,22 @@ func (r *OrgTrustPolicyReconciler) warnOnChange(p *v1alpha1.OrgTrustPolicy, b *p
 	if old != nil && old.Status == b.sync.Status && old.Reason == b.sync.Reason {
 		return
 	}
-	r.recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, "Sync", "%s", b.sync.Message)
+	r.recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, "Sync", "%s", truncateNote(b.sync.Message))
+}
+
+// maxNote keeps Event notes under the events.k8s.io limit (1 kB), which
+// MISP's error text could otherwise exceed.
+const maxNote = 1000
+
+func truncateNote(s string) string {
+	if len(s) <= maxNote {
+		return s
+	}
+	cut := maxNote - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // syncErrorReason maps a MISP failure to the Synced reason.

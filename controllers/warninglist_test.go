@@ -3,6 +3,7 @@ package controllers
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -193,5 +194,16 @@ func TestListCapped(t *testing.T) {
 	}
 	if got := listCapped(items[:2], 3); got != "a; b" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestTruncateNote(t *testing.T) {
+	long := strings.Repeat("é", 800) // 1,600 bytes
+	got := truncateNote(long)
+	if len(got) > maxNote || !strings.HasSuffix(got, "…") || !utf8.ValidString(got) {
+		t.Errorf("truncated to %d bytes, valid UTF-8 %t", len(got), utf8.ValidString(got))
+	}
+	if truncateNote("short.") != "short." {
+		t.Error("a short note was changed")
 	}
 }
