@@ -158,6 +158,9 @@ func (d *demo) scenario(ctx context.Context) ([]result, error) {
 		{Label: "pushed, high trust", Via: "push", Orgc: "PARTNER-HIGH", Tags: []string{incomplete}, Published: false},
 		{Label: "pushed, untrusted", Via: "push", Orgc: "UNKNOWN-FEED", Tags: []string{"tlp:white"}, Published: false},
 	}
+	if err := d.waitFeed(ctx); err != nil {
+		return nil, err
+	}
 	d.step("simulating partner syncs: 3 pulls, 2 pushes, then the medium event pulled again (duplicate)")
 	for _, e := range events {
 		if err := d.sync(ctx, e); err != nil {
@@ -169,6 +172,11 @@ func (d *demo) scenario(ctx context.Context) ([]result, error) {
 	if err := d.sync(ctx, &dup); err != nil {
 		return nil, err
 	}
+	expect(events, policies)
+	d.step("waiting for the curator")
+	if err := d.waitCurated(ctx, events); err != nil {
+		return nil, err
+	}
 
 	d.step("stopping the curator; a partner's event is pulled meanwhile (its ZeroMQ messages are lost)")
 	d.stopProcess("curator")
@@ -177,11 +185,24 @@ func (d *demo) scenario(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	events = append(events, missed)
-	d.step("restarting the curator: the REST catch-up finds the missed event")
+	expect(events, policies)
+	d.step("restarting the curator: its REST catch-up, from the watermark kept in the MISPInstance status, finds the missed event")
 	if err := d.startOperator(ctx, "curator"); err != nil {
 		return nil, err
 	}
+	if err := d.waitCurated(ctx, events); err != nil {
+		return nil, err
+	}
+	if err := d.waitFeed(ctx); err != nil {
+		return nil, err
+	}
+	// Untrusted events must stay untouched: give a late action a moment to show.
+	time.Sleep(time.Second)
+	return d.collect(ctx, events)
+}
 
+// expect fills in what each event should end up as, from the policies.
+func expect(events []*simEvent, policies map[string]*v1alpha1.OrgTrustPolicy) {
 	for _, e := range events {
 		p, ok := policies[orgs[e.Orgc]]
 		if ok {
@@ -192,25 +213,37 @@ func (d *demo) scenario(ctx context.Context) ([]result, error) {
 			e.WantPublic = e.Published
 		}
 	}
-	d.step("waiting for every event to be curated")
-	var results []result
-	err = poll(ctx, func() (bool, error) {
-		results, err = d.collect(ctx, events)
+}
+
+func (d *demo) waitCurated(ctx context.Context, events []*simEvent) error {
+	var last []result
+	err := poll(ctx, func() (bool, error) {
+		res, err := d.collect(ctx, events)
 		if err != nil {
 			return false, nil
 		}
-		return len(failures(results)) == 0, nil
+		last = res
+		return len(failures(res)) == 0, nil
 	})
-	if err != nil && results == nil {
-		return nil, err
+	if err != nil {
+		return fmt.Errorf("events not curated in time: %v (logs in %s)", failures(last), d.work)
 	}
-	// Untrusted events must stay untouched: give a late action a moment to show.
-	time.Sleep(time.Second)
-	results, cerr := d.collect(ctx, events)
-	if cerr != nil {
-		return nil, cerr
+	return nil
+}
+
+// waitFeed waits until the curator reports its ZeroMQ subscription connected.
+func (d *demo) waitFeed(ctx context.Context) error {
+	err := poll(ctx, func() (bool, error) {
+		var inst v1alpha1.MISPInstance
+		if err := d.k8s.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: "misp-prod"}, &inst); err != nil {
+			return false, nil
+		}
+		return inst.Status.Feed != nil && inst.Status.Feed.State == "Connected", nil
+	})
+	if err != nil {
+		return fmt.Errorf("the curator's ZeroMQ feed did not connect: %w (logs in %s)", err, d.work)
 	}
-	return results, nil
+	return nil
 }
 
 func (d *demo) policies(ctx context.Context) (map[string]*v1alpha1.OrgTrustPolicy, error) {
