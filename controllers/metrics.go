@@ -8,7 +8,7 @@ import (
 )
 
 // metrics are the controller's own Prometheus metrics (the MISP client adds
-// misp_api_* on the same registry). Labels are bounded: drift kind and write
+// misptrust_misp_* on the same registry). Labels are bounded: drift kind and write
 // operation, never a policy or list name.
 type metrics struct {
 	driftRepaired *prometheus.CounterVec
@@ -18,11 +18,11 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		driftRepaired: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "misp_trust_warninglist_drift_repaired_total",
+			Name: "misptrust_warninglist_drift_repaired_total",
 			Help: "Warninglists changed in MISP outside the operator (entries, metadata, disabled, deleted) and repaired, by kind.",
 		}, []string{"kind"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "misp_trust_warninglist_writes_total",
+			Name: "misptrust_warninglist_writes_total",
 			Help: "Successful warninglist writes to MISP by the controller, by operation (add, edit, enable, delete).",
 		}, []string{"operation"}),
 	}

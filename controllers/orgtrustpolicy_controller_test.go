@@ -274,7 +274,7 @@ func TestDriftInMISPIsRepaired(t *testing.T) {
 			return nil
 		})
 		eventually(t, func() error {
-			if v := h.counter("misp_trust_warninglist_drift_repaired_total", map[string]string{"kind": c.kind}); v != 1 {
+			if v := h.counter("misptrust_warninglist_drift_repaired_total", map[string]string{"kind": c.kind}); v != 1 {
 				return fmt.Errorf("drift metric %s = %v, want 1", c.kind, v)
 			}
 			return nil

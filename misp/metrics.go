@@ -26,16 +26,16 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "misp_api_requests_total",
+			Name: "misptrust_misp_requests_total",
 			Help: "HTTP requests sent to the MISP REST API (every attempt), by route template and status code (\"error\" for transport failures).",
 		}, []string{"endpoint", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "misp_api_request_duration_seconds",
+			Name:    "misptrust_misp_request_duration_seconds",
 			Help:    "Duration of one MISP REST API attempt, by route template.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"endpoint"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "misp_api_retries_total",
+			Name: "misptrust_misp_retries_total",
 			Help: "MISP REST API attempts repeated after a network error, a 5xx or a 429, by route template.",
 		}, []string{"endpoint"}),
 	}
