@@ -90,8 +90,8 @@ func TestDefaultRender(t *testing.T) {
 			if got := c["image"]; got != image {
 				t.Errorf("image = %v, want %s (tag defaults to appVersion)", got, image)
 			}
-			if got := c["args"]; !reflect.DeepEqual(got, []any{tc.component}) {
-				t.Errorf("args = %v, want [%s]", got, tc.component)
+			if got, want := c["args"], []any{tc.component, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("args = %v, want %v", got, want)
 			}
 			sc := nested(t, c, "securityContext").(map[string]any)
 			for k, v := range map[string]any{"runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "privileged": false} {
@@ -281,8 +281,8 @@ func TestOptionalObjects(t *testing.T) {
 	if got := container(t, d)["image"]; got != "registry.example.org/security/misp-trust-operator:0.1.0-rc.1" {
 		t.Errorf("image = %v", got)
 	}
-	if got := container(t, d)["args"]; !reflect.DeepEqual(got, []any{"controller", "--zap-log-level=debug"}) {
-		t.Errorf("args = %v", got)
+	if got, want := container(t, d)["args"], []any{"controller", "--metrics-bind-address=:9090", "--health-probe-bind-address=:9091", "--max-concurrent-reconciles=4"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("args = %v, want %v", got, want)
 	}
 	if got := field(t, d, "spec", "template", "spec", "serviceAccountName"); got != "misp-trust-controller" {
 		t.Errorf("serviceAccountName = %v, want the one from values", got)

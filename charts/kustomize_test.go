@@ -65,9 +65,6 @@ func TestKustomizeDefault(t *testing.T) {
 		t.Run(component, func(t *testing.T) {
 			d := objs.mustFind(t, "Deployment", "misp-trust-operator-"+component)
 			c := container(t, d)
-			if got := c["args"]; !reflect.DeepEqual(got, []any{component}) {
-				t.Errorf("args = %v, want [%s]", got, component)
-			}
 			if got := c["image"]; got != "ghcr.io/misptrust/misp-trust-operator:"+chartAppVersion(t) {
 				t.Errorf("image = %v, want the chart's appVersion", got)
 			}

@@ -2,7 +2,8 @@
 // and etcd (envtest, built by hack/envtest-assets.sh): the Helm chart
 // charts/misp-trust-operator and the kustomize install config/default render,
 // lint, and are accepted object by object by `kubectl apply --dry-run=server`;
-// the chart installs, upgrades and uninstalls with the real Helm.
+// the chart installs, upgrades and uninstalls with the real Helm; the real
+// binary runs both components under the chart's ServiceAccounts and RBAC.
 //
 // Run it with `make chart-check` (or `make test`), which builds Helm into bin/
 // and sets HELM and KUBEBUILDER_ASSETS.

@@ -5,7 +5,8 @@
 #     values.schema.json; `helm template` renders checked object by object;
 #     every rendered object, and `kubectl kustomize config/default`, applied
 #     with `kubectl apply --dry-run=server --validate=strict`; the real Helm
-#     installs, upgrades and uninstalls the chart (CRDs kept);
+#     installs, upgrades and uninstalls the chart (CRDs kept); the real binary
+#     runs both components with the chart's args under the chart's RBAC;
 #   - hack/gitops-check: the Argo CD health Lua (gopher-lua) and the Flux
 #     healthCheckExprs (cel-go) on the same objects.
 # Helm, kube-apiserver and etcd are built from Go modules once and cached per

@@ -64,21 +64,15 @@ spec:
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
           args:
             - {{ .component }}
+            - --metrics-bind-address=:{{ $root.Values.ports.metrics }}
+            - --health-probe-bind-address=:{{ $root.Values.ports.health }}
             {{- range $c.extraArgs }}
             - {{ . | quote }}
             {{- end }}
+          {{- with $c.extraEnv }}
           env:
-            - name: POD_NAMESPACE
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.namespace
-            - name: POD_NAME
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.name
-            {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
-            {{- end }}
+          {{- end }}
           ports:
             - name: metrics
               containerPort: {{ $root.Values.ports.metrics }}
