@@ -25,6 +25,10 @@ demo: build envtest ## Run the whole operator end to end on this machine (real k
 demo-serve: build envtest ## Like demo, then keep everything running to explore (Ctrl-C stops).
 	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) run ./hack/demo -serve
 
+.PHONY: bench
+bench: ## Benchmark the curation engine against the MISP double (events/s, latency, MISP calls and bytes per event, RSS).
+	$(GO) run ./hack/bench $(BENCH_FLAGS)
+
 .PHONY: build
 build: ## Build bin/misp-trust-operator and bin/mispsim.
 	@echo "building bin/misp-trust-operator and bin/mispsim"
