@@ -23,6 +23,7 @@ import (
 // hack/envtest-assets.sh, pointed at by KUBEBUILDER_ASSETS) and the MISP double of
 // misp/misptest with its ZeroMQ publisher on.
 var (
+	testEnv       *envtest.Environment
 	testEnvConfig *rest.Config
 	k8sClient     client.Client // direct, uncached
 )
@@ -39,6 +40,7 @@ func TestMain(m *testing.M) {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	testEnv = env
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "start envtest: %v\n", err)
