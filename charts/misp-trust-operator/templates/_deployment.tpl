@@ -56,8 +56,9 @@ spec:
       {{- end }}
       securityContext:
         {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
-      # Leader election releases the Lease on SIGTERM; 10 s is plenty.
-      terminationGracePeriodSeconds: 10
+      # On SIGTERM the process hands its Lease over at once and stops its work;
+      # an interrupted curation is finished by the next leader (design.md).
+      terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
       containers:
         - name: manager
           image: {{ include "misp-trust-operator.image" $root | quote }}
