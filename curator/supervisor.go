@@ -111,6 +111,8 @@ func (s *supervisor) sync(ctx context.Context, key types.NamespacedName) error {
 		delete(s.snapshots, key)
 		delete(s.configErrors, key)
 		s.sh.catchup.Forget(key.String())
+		s.sh.engine.Forget(key.String())
+		s.sh.feed.Forget(key.String())
 		return nil
 	}
 	snap, err := s.buildIndex(ctx, &inst)

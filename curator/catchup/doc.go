@@ -28,7 +28,7 @@
 // this instance's time of that publish: sync/api/51 has timestamp 1795727898 from B and
 // publish_timestamp 1795727899 from A), and so does a push (sync/api/93: timestamp
 // 1795728088, publish_timestamp 1795728101). A pass therefore runs one scan per clock
-// the MISP client can filter on (see Options.PublishTimestamp): `timestamp` catches
+// the MISP client can filter on (Options.Fields, MISPSearcher.Fields): `timestamp` catches
 // every local change, pushes and pulls of recently edited events; `publish_timestamp`
 // catches published events pulled or pushed late. Each scan pages through
 // POST /events/index without the org filter (misp.Client.SearchEventsPage): with a
@@ -41,8 +41,9 @@
 //     unpublished events; scheduled "full" pulls only fetch published ones, misp-api.md
 //     §1.8) has neither clock in the window; a re-curation (trust change) or a new
 //     message for it curates it.
-//   - until the MISP client can filter on publish_timestamp, only the `timestamp` scan
-//     runs and late pulls of published events are missed too (Options.PublishTimestamp).
+//   - until the MISP client can filter on publish_timestamp (misp.EventSearch has no such
+//     field yet), only the `timestamp` scan runs and late pulls of published events are
+//     missed too; MISPSearcher.Fields is the one place to extend.
 //   - clock skew between the curator and MISP larger than SafetyMargin.
 //
 // Failures: the engine reports every finished curation (Settled). An event the engine
