@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/misptrust/misp-trust-operator/hack/testenv"
 )
 
 const (
@@ -109,18 +109,12 @@ func (c *cluster) stop() error {
 	return err
 }
 
-// writeKubeconfig writes the envtest credentials as a kubeconfig (same as
-// api/v1alpha1/kubeconfig_test.go).
+// writeKubeconfig writes the envtest credentials as a kubeconfig.
 func writeKubeconfig(rc *rest.Config, path string) error {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData, Token: rc.BearerToken}
-	cfg.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest", Namespace: "default"}
-	cfg.CurrentContext = "envtest"
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	if err := testenv.WriteKubeconfig(rc, path, "default"); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
-	return os.Chmod(path, 0o600)
+	return nil
 }
 
 // kubectl runs kubectl against the cluster, with stdin when given.
