@@ -128,6 +128,10 @@ func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, er
 // EventSearch filters SearchEvents.
 type EventSearch struct {
 	Since    time.Time // events whose timestamp is at or after Since (zero: no filter)
+	// PublishedSince: events this instance published at or after it (publish_timestamp;
+	// zero: no filter). A synchronised event keeps its partner's timestamp, but its
+	// publish_timestamp is ours: this catches events pulled long after they changed.
+	PublishedSince time.Time
 	OrgUUIDs []string  // optional "org" filter (creator org uuids)
 	Limit    int       // page size; 0 → no paging, MISP returns every match
 	Page     int       // 1-based; used only with Limit (0 → 1)
@@ -174,6 +178,10 @@ func (c *Client) SearchEventsPage(ctx context.Context, q EventSearch) (EventPage
 		// MISP takes seconds, as a string or a time delta ("1d"); send the plain number.
 		body["timestamp"] = strconv.FormatInt(q.Since.Unix(), 10)
 		req.op += " changed since " + q.Since.UTC().Format(time.RFC3339)
+	}
+	if !q.PublishedSince.IsZero() && q.PublishedSince.Unix() > 0 {
+		body["publish_timestamp"] = strconv.FormatInt(q.PublishedSince.Unix(), 10)
+		req.op += " published since " + q.PublishedSince.UTC().Format(time.RFC3339)
 	}
 	var orgs map[string]bool
 	if len(q.OrgUUIDs) > 0 {

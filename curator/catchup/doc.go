@@ -41,9 +41,6 @@
 //     unpublished events; scheduled "full" pulls only fetch published ones, misp-api.md
 //     §1.8) has neither clock in the window; a re-curation (trust change) or a new
 //     message for it curates it.
-//   - until the MISP client can filter on publish_timestamp (misp.EventSearch has no such
-//     field yet), only the `timestamp` scan runs and late pulls of published events are
-//     missed too; MISPSearcher.Fields is the one place to extend.
 //   - clock skew between the curator and MISP larger than SafetyMargin.
 //
 // Failures: the engine reports every finished curation (Settled). An event the engine

@@ -44,17 +44,22 @@ type EventSearcher interface {
 // MISPSearcher runs queries with the MISP client.
 type MISPSearcher struct{ Client EventSearcher }
 
-// Fields are the clocks the client can filter on. misp.EventSearch has no
-// publish_timestamp filter yet (asked of the misp package owner): until it has, only the
-// timestamp scan runs.
-func (MISPSearcher) Fields() []TimeField { return []TimeField{FieldTimestamp} }
+// Fields are the clocks the client can filter on: both.
+func (MISPSearcher) Fields() []TimeField {
+	return []TimeField{FieldTimestamp, FieldPublishTimestamp}
+}
 
 // Search implements Searcher.
 func (s MISPSearcher) Search(ctx context.Context, q Query) (misp.EventPage, error) {
-	if q.Field != FieldTimestamp {
+	es := misp.EventSearch{Limit: q.Limit, Page: q.Page}
+	switch q.Field {
+	case FieldTimestamp:
+		es.Since = q.Since
+	case FieldPublishTimestamp:
+		es.PublishedSince = q.Since
+	default:
 		return misp.EventPage{}, fmt.Errorf("search events by %s: the MISP client cannot filter on it", q.Field)
 	}
-	es := misp.EventSearch{Since: q.Since, Limit: q.Limit, Page: q.Page}
 	if q.OrgUUID != "" {
 		es.OrgUUIDs = []string{q.OrgUUID}
 	}
