@@ -22,6 +22,9 @@ import (
 	"github.com/misptrust/misp-trust-operator/curator/status"
 )
 
+// finalFlushTimeout bounds the status write when the curation stops.
+const finalFlushTimeout = 3 * time.Second
+
 // supervisor is the leader-only Runnable: it keeps one pipeline per MISPInstance in line
 // with the objects and runs the status writer. Its informer event handlers only enqueue
 // instance keys; one worker syncs them, so pipelines are never started or stopped
@@ -79,6 +82,13 @@ func (s *supervisor) Start(ctx context.Context) error {
 		delete(s.pipelines, key)
 	}
 	<-writerDone
+	// One last write of what the stopped pipelines counted. A successor reads its
+	// baseline lazily, at its first flush after its first outcome (seconds after taking
+	// over), so this write is normally in its cache by then; a write that loses that race
+	// costs only counts, which are informational.
+	fctx, cancel := context.WithTimeout(context.Background(), finalFlushTimeout)
+	s.sh.writer.Flush(fctx)
+	cancel()
 	s.log.Info("curation stopped")
 	return nil
 }

@@ -236,6 +236,11 @@ func TestNoEventIsLostUnderChaos(t *testing.T) {
 	if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: policyHigh}, &st); err != nil {
 		t.Fatal(err)
 	}
+	// The counters are best effort across a restart, but never count a publish that did
+	// not happen.
+	if c := st.Status.Curation; c == nil || c.Published > int64(len(publishes)) {
+		t.Errorf("status.curation of %s = %+v, want at most %d published", policyHigh, c, len(publishes))
+	}
 	zs := srv.ZMQStats()
 	t.Logf("events: %d (high %d, medium %d, untrusted %d), generated in %s, all curated after %s",
 		len(events), counts[kindHigh], counts[kindMedium], counts[kindUntrusted], generated.Round(time.Millisecond), converged.Round(time.Millisecond))

@@ -207,8 +207,8 @@ func (w *Writer) Watermark(ctx context.Context, instance types.NamespacedName) (
 	return obj.Status.CatchUp.Watermark.Time, nil
 }
 
-// Run flushes every FlushInterval until ctx ends. There is no final flush: when ctx ends
-// because leadership was lost, another replica may already be writing.
+// Run flushes every FlushInterval until ctx ends. It does not flush at the end: the caller
+// decides whether a last Flush is right (the curator does one once its pipelines stopped).
 func (w *Writer) Run(ctx context.Context) error {
 	t := time.NewTicker(w.opts.FlushInterval)
 	defer t.Stop()
