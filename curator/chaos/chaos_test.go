@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -15,18 +13,16 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
+	"github.com/misptrust/misp-trust-operator/hack/testenv"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
 )
 
@@ -36,39 +32,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make test`, or `KUBEBUILDER_ASSETS=$(bash hack/envtest-assets.sh) go test ./curator/chaos/`, which builds kube-apiserver and etcd and points at them")
-		os.Exit(1)
-	}
 	logf.SetLogger(logr.Discard())
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest: %v\n", err)
-		os.Exit(1)
-	}
-	testEnvConfig = cfg
-	scheme := runtime.NewScheme()
-	err = clientgoscheme.AddToScheme(scheme)
-	if err == nil {
-		err = v1alpha1.AddToScheme(scheme)
-	}
-	if err == nil {
-		k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "client: %v\n", err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, "../..", nil, func(e *testenv.Env) {
+		testEnvConfig, k8sClient = e.Config, e.Client
+	})
 }
 
 const (

@@ -103,3 +103,9 @@ func WriteKubeconfig(cfg *rest.Config, path, namespace string) error {
 	}
 	return os.Chmod(path, 0o600)
 }
+
+// AddUser provisions a user of the control plane (tests impersonating a
+// ServiceAccount's rules, or writing a kubeconfig for a child process).
+func (e *Env) AddUser(u envtest.User, base *rest.Config) (*envtest.AuthenticatedUser, error) {
+	return e.env.AddUser(u, base)
+}
