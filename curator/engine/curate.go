@@ -254,8 +254,14 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 	if a.err != nil {
 		out.Err = fmt.Errorf("curate event %s: %w", en.uuid, a.err)
 	}
-	if a.state != nil && !out.DryRun {
+	switch {
+	case a.state != nil && !out.DryRun:
 		e.learnCurated(en.uuid, a.orgc, *a.state, now)
+	case a.err != nil || out.Tagged || out.Published || len(out.RemovedTags) > 0:
+		// Failed for good, possibly after some writes (or a timeout whose write went
+		// through): what the feed told before this curation no longer describes the
+		// event, so the next curation (a follow-up, catch-up) reads it again.
+		e.forgetState(en.uuid, now)
 	}
 	if en.next != nil {
 		// Messages arrived while it ran: one follow-up curation.
@@ -410,6 +416,18 @@ func (e *Engine) learnCurated(uuid, orgc string, st eventState, now time.Time) {
 		}
 	}
 	e.putHint(uuid, h, now)
+}
+
+// forgetState keeps what a hint says about the event's creator org but no longer claims
+// to know its tags and published flag.
+func (e *Engine) forgetState(uuid string, now time.Time) {
+	old, ok := e.hints.get(uuid, now)
+	if !ok || !old.known {
+		return
+	}
+	h := *old
+	h.known, h.curated, h.state = false, false, eventState{}
+	e.putHint(uuid, &h, now)
 }
 
 func (e *Engine) forgetLocked(uuid string) {

@@ -350,7 +350,12 @@ func (e *Engine) trigger(uuid string, t trigger, now time.Time) {
 	e.met.coalesce()
 	switch en.state {
 	case stateRunning:
-		// One follow-up at most, carrying the strongest trigger seen meanwhile.
+		// One follow-up at most, carrying the strongest trigger seen meanwhile. Metadata
+		// given with it (Hint.Meta) was read before the running curation finished, so it
+		// may miss that curation's writes: the follow-up plans from the state the
+		// curation leaves (learnCurated) or reads it again, never from this (it would
+		// attach, remove and publish a second time).
+		t.meta = nil
 		if en.next == nil {
 			cp := t
 			en.next = &cp
@@ -360,14 +365,23 @@ func (e *Engine) trigger(uuid string, t trigger, now time.Time) {
 	case stateReady:
 		en.trigger.merge(t)
 	case stateWaiting:
-		en.trigger.merge(t)
 		if en.attempts > 0 {
+			en.trigger.merge(t)
 			return // in retry backoff: new messages never shorten it (no hot loop)
 		}
+		// A push debounce (or the coalesce window after misp_json) is pending: the event
+		// may still lack the tags and attributes saved after its row message (sync README
+		// "push-new"). Only a completed pull curates it now; a catch-up or re-curation
+		// request joins the debounce, and metadata it read meanwhile may be just as
+		// incomplete, so the curation uses the feed's hints or reads the event itself.
+		if !t.pulled {
+			t.meta = nil
+		}
+		en.trigger.merge(t)
 		switch {
-		case t.pulled || t.source == SourceCatchUp || t.source == SourceRecuration:
-			e.place(en, now, now) // complete or explicitly requested: now
-		case !en.trigger.pulled:
+		case t.pulled:
+			e.place(en, now, now) // the pull is complete: now
+		case t.source == SourcePush:
 			e.setDue(en, t.due) // another row message: the debounce starts again
 		}
 	}

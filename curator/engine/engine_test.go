@@ -491,16 +491,12 @@ func TestSlowPullCuratedByTheDebounceThenByThePull(t *testing.T) {
 
 func TestMessagesDuringACurationGiveOneFollowUp(t *testing.T) {
 	ev := newEnv(t, envConfig{})
+	// The double records a call when it ends: the finished metadata read (misp_json is
+	// not delivered) means the slow attach is in flight.
 	ev.srv.SetFault("/tags/attachTagToObject", misptest.Fault{Latency: 300 * time.Millisecond})
 	ev.srv.SimulatePull(partnerEvent(orgMedium, true, tlpGreen))
-	msgs := ev.deliver(nil)
-	deadline := time.Now().Add(eventually)
-	for ev.srv.Calls("/tags/attachTagToObject") == 0 { // the curation is in flight
-		if time.Now().After(deadline) {
-			t.Fatal("curation never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	msgs := ev.deliver(noPublishHint)
+	ev.waitInFlight("/events/index")
 	for i := 0; i < 3; i++ {
 		ev.eng.HandleMessage(msgs[len(msgs)-1]) // add_from_connected_server again
 	}
@@ -514,4 +510,103 @@ func TestMessagesDuringACurationGiveOneFollowUp(t *testing.T) {
 		t.Fatalf("more than one follow-up: %+v", o)
 	default:
 	}
+}
+
+// waitInFlight waits until MISP has answered a call of route. The double records a call
+// when it ends, so tests slow down the NEXT step of the curation with a latency fault:
+// the curation is then running.
+func (ev *env) waitInFlight(route string) {
+	ev.t.Helper()
+	deadline := time.Now().Add(eventually)
+	for ev.srv.Calls(route) == 0 {
+		if time.Now().After(deadline) {
+			ev.t.Fatalf("no %s call: the curation never started", route)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFollowUpDoesNotReuseStateFromBeforeTheCuration(t *testing.T) {
+	t.Run("catch-up metadata read before the curation finished: the follow-up does nothing", func(t *testing.T) {
+		ev := newEnv(t, envConfig{})
+		e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+		// What a catch-up search returned before the curation: the partner's state.
+		stale, err := ev.eng.opts.MISP.EventMeta(context.Background(), e.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.srv.SetFault("/events/publish", misptest.Fault{Latency: 500 * time.Millisecond})
+		ev.srv.ResetStats()
+		ev.deliver(nil)
+		ev.waitInFlight("/tags/removeTagFromObject") // the publish is in flight
+		ev.eng.Enqueue(e.UUID, Hint{Meta: &stale})
+		first, second := ev.outcome(), ev.outcome()
+		ev.idle()
+		if first.Err != nil || !first.Tagged || !first.Published {
+			t.Fatalf("first outcome %+v", first)
+		}
+		if second.Err != nil || second.Tagged || second.Published || len(second.RemovedTags) != 0 || !second.AlreadyCurated ||
+			second.Calls > 1 || second.Source != SourceCatchUp {
+			t.Fatalf("follow-up %+v", second)
+		}
+		if w := ev.srv.WriteCalls(); w != 3 {
+			t.Fatalf("%d writes %v, want 3 (attach, remove, publish once)", w, ev.srv.CallsByRoute())
+		}
+		if got, _ := ev.srv.Event(e.UUID); !reflect.DeepEqual(tagState(got), curatedHigh) || !got.Published {
+			t.Fatalf("event %q published %v", tagState(got), got.Published)
+		}
+	})
+	t.Run("the curation failed after a write: the follow-up re-reads instead of trusting misp_json", func(t *testing.T) {
+		// A publisher of the host org (not site admin): the local attach works, removing
+		// the partner's global tag is 403 (sync/api/71), a permanent failure.
+		ev := newEnv(t, envConfig{apiKey: func(s *misptest.Server) string {
+			return s.AddUser(s.HostOrg(), misptest.Role{Publish: true, Tagger: true})
+		}})
+		ev.srv.SetFault("/tags/removeTagFromObject", misptest.Fault{Latency: 500 * time.Millisecond})
+		ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+		ev.srv.ResetStats()
+		msgs := ev.deliver(nil)
+		ev.waitInFlight("/tags/attachTagToObject") // the removal is in flight
+		ev.eng.HandleMessage(msgs[len(msgs)-1])    // add_from_connected_server again
+		first, second := ev.outcome(), ev.outcome()
+		ev.idle()
+		if !first.Tagged || !errors.Is(first.Err, misp.ErrForbidden) {
+			t.Fatalf("first outcome %+v", first)
+		}
+		if second.Tagged || ev.srv.Calls("/tags/attachTagToObject") != 1 || ev.srv.Calls("/events/index") != 1 {
+			t.Fatalf("follow-up %+v, calls %v (want one attach overall and one metadata read)", second, ev.srv.CallsByRoute())
+		}
+	})
+}
+
+func TestEnqueueJoinsAPendingPushDebounce(t *testing.T) {
+	ev := newEnv(t, envConfig{fakeClock: true})
+	e := ev.srv.SimulatePush(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+	// A catch-up search that ran while the push was being saved: no tags yet, unpublished
+	// (the row is saved before the tags, sync README "push-new").
+	early := misp.EventMeta{UUID: e.UUID, OrgcUUID: orgHigh, Locked: true}
+	ev.srv.ResetStats()
+	ev.deliver(noPublishHint)
+	ev.advance(time.Second)
+	for _, src := range []Source{SourceCatchUp, SourceRecuration} {
+		ev.eng.Enqueue(e.UUID, Hint{Source: src, Meta: &early})
+	}
+	ev.noOutcome(200 * time.Millisecond)
+	if ev.calls() != 0 || ev.eng.Pending() != 1 {
+		t.Fatalf("curated during the debounce: calls %v, pending %d", ev.srv.CallsByRoute(), ev.eng.Pending())
+	}
+	ev.advance(4 * time.Second)
+	o := ev.outcome()
+	ev.idle()
+	if o.Err != nil || !o.Tagged || !o.Published || !o.RemovedIncomplete {
+		t.Fatalf("outcome %+v", o)
+	}
+	// The early metadata was not used: the curation read the complete event.
+	if ev.srv.Calls("/events/index") != 1 || ev.calls() != 4 {
+		t.Fatalf("calls %v", ev.srv.CallsByRoute())
+	}
+	if got, _ := ev.srv.Event(e.UUID); !reflect.DeepEqual(tagState(got), curatedHigh) || !got.Published {
+		t.Fatalf("event %q published %v", tagState(got), got.Published)
+	}
+	ev.noOutcome(100 * time.Millisecond)
 }
