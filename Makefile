@@ -19,21 +19,22 @@ help: ## Show this help.
 
 .PHONY: demo
 demo: build envtest ## Run the whole operator end to end on this machine (real kube-apiserver, MISP double), print what it did, clean up.
-	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) run ./hack/demo
+	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(BIN)/demo
 
 .PHONY: demo-serve
 demo-serve: build envtest ## Like demo, then keep everything running to explore (Ctrl-C stops).
-	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) run ./hack/demo -serve
+	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(BIN)/demo -serve
 
 .PHONY: bench
 bench: ## Benchmark the curation engine against the MISP double (events/s, latency, MISP calls and bytes per event, RSS).
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: build
-build: ## Build bin/misp-trust-operator and bin/mispsim.
-	@echo "building bin/misp-trust-operator and bin/mispsim"
+build: ## Build bin/misp-trust-operator, bin/mispsim and bin/demo.
+	@echo "building bin/misp-trust-operator, bin/mispsim and bin/demo"
 	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/misp-trust-operator .
 	@$(GO) build -o $(BIN)/mispsim ./hack/mispsim
+	@$(GO) build -o $(BIN)/demo ./hack/demo
 
 ##@ Development
 
