@@ -127,14 +127,14 @@ func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, er
 
 // EventSearch filters SearchEvents.
 type EventSearch struct {
-	Since    time.Time // events whose timestamp is at or after Since (zero: no filter)
+	Since time.Time // events whose timestamp is at or after Since (zero: no filter)
 	// PublishedSince: events this instance published at or after it (publish_timestamp;
 	// zero: no filter). A synchronised event keeps its partner's timestamp, but its
 	// publish_timestamp is ours: this catches events pulled long after they changed.
 	PublishedSince time.Time
-	OrgUUIDs []string  // optional "org" filter (creator org uuids)
-	Limit    int       // page size; 0 → no paging, MISP returns every match
-	Page     int       // 1-based; used only with Limit (0 → 1)
+	OrgUUIDs       []string // optional "org" filter (creator org uuids)
+	Limit          int      // page size; 0 → no paging, MISP returns every match
+	Page           int      // 1-based; used only with Limit (0 → 1)
 }
 
 // EventPage is one page of SearchEventsPage.
