@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,18 +26,6 @@ import (
 
 // LeaderElectionID is the Lease the controller replicas compete for.
 const LeaderElectionID = "misp-trust-controller"
-
-// NewScheme returns a scheme with the built-in kinds and misptrust.io/v1alpha1.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
 
 // NewManagerOptions are the manager options the reconcilers rely on: Secrets
 // and ConfigMaps are never cached as full objects (the reconcilers watch their
@@ -100,7 +87,7 @@ func RunController(ctx context.Context, args []string, version string) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := NewScheme()
+	scheme, err := v1alpha1.NewScheme()
 	if err != nil {
 		return fmt.Errorf("controller: build scheme: %w", err)
 	}

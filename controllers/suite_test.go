@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/hack/testenv"
 )
 
@@ -22,7 +23,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	scheme, err := NewScheme()
+	scheme, err := v1alpha1.NewScheme()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -121,11 +119,8 @@ func Run(ctx context.Context, restCfg *rest.Config, c Config) error {
 // leader-elected curation Runnable.
 func NewManager(restCfg *rest.Config, c Config) (manager.Manager, error) {
 	c = c.withDefaults()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("curator: build scheme: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := v1alpha1.NewScheme()
+	if err != nil {
 		return nil, fmt.Errorf("curator: build scheme: %w", err)
 	}
 	leaseDuration, renewDeadline, retryPeriod := c.LeaseDuration, c.RenewDeadline, c.RetryPeriod

@@ -95,7 +95,7 @@ func TestControllerAndCuratorStatusesCoexist(t *testing.T) {
 	e.instance("misp", nil)
 	e.policy("high", "a", true, highOrg)
 
-	scheme, err := controllers.NewScheme()
+	scheme, err := v1alpha1.NewScheme()
 	if err != nil {
 		t.Fatal(err)
 	}

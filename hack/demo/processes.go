@@ -17,8 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -68,11 +66,8 @@ func (d *demo) startCluster() error {
 	if err := os.WriteFile(d.kubeconfig, kc, 0o600); err != nil {
 		return err
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := v1alpha1.NewScheme()
+	if err != nil {
 		return err
 	}
 	d.k8s, err = client.New(user.Config(), client.Options{Scheme: scheme})

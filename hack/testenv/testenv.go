@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -29,18 +28,6 @@ type Env struct {
 	env    *envtest.Environment
 }
 
-// NewScheme knows the built-in kinds and the operator's.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // Start starts kube-apiserver and etcd with the CRDs of config/crd/bases below
 // repoRoot (a path relative to the test's package folder, e.g. "../..").
 func Start(repoRoot string, scheme *runtime.Scheme) (*Env, error) {
@@ -49,7 +36,7 @@ func Start(repoRoot string, scheme *runtime.Scheme) (*Env, error) {
 	}
 	if scheme == nil {
 		var err error
-		if scheme, err = NewScheme(); err != nil {
+		if scheme, err = v1alpha1.NewScheme(); err != nil {
 			return nil, err
 		}
 	}
