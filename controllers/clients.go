@@ -16,13 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/misp"
-)
-
-// Default keys of the Secrets a MISPInstance references (API doc comments).
-const (
-	DefaultAPIKeySecretKey = "apiKey"
-	DefaultCASecretKey     = "ca.crt"
 )
 
 // credentialError says why a client could not be built from the instance's
@@ -75,7 +70,7 @@ func newMISPClients(meta, live client.Reader, template misp.Options) *mispClient
 // allow building one; other errors are transient (API server).
 func (m *mispClients) Get(ctx context.Context, inst *v1alpha1.MISPInstance) (*misp.Client, error) {
 	name := types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name}
-	keyRef, caRef := secretRefs(inst)
+	keyRef, caRef := trust.SecretRefs(inst)
 	keyRV, err := m.secretVersion(ctx, inst.Namespace, keyRef.Name)
 	if err != nil {
 		return nil, err
@@ -98,8 +93,7 @@ func (m *mispClients) Get(ctx context.Context, inst *v1alpha1.MISPInstance) (*mi
 		return e.client, nil
 	}
 
-	opts := m.template
-	opts.URL = inst.Spec.URL
+	opts := trust.ClientOptions(m.template, inst)
 	if opts.APIKey, err = m.secretValue(ctx, inst.Namespace, keyRef, ReasonSecretNotFound, ReasonKeyMissing, "API key"); err != nil {
 		return nil, err
 	}
@@ -109,17 +103,6 @@ func (m *mispClients) Get(ctx context.Context, inst *v1alpha1.MISPInstance) (*mi
 			return nil, err
 		}
 		opts.CABundle = []byte(ca)
-	}
-	if inst.Spec.TLS != nil {
-		opts.InsecureSkipVerify = inst.Spec.TLS.InsecureSkipVerify
-	}
-	if api := inst.Spec.API; api != nil {
-		if api.RequestsPerSecond > 0 {
-			opts.QPS = float64(api.RequestsPerSecond)
-		}
-		if api.Timeout != nil && api.Timeout.Duration > 0 {
-			opts.Timeout = api.Timeout.Duration
-		}
 	}
 	opts.Logger = opts.Logger.WithValues("mispinstance", name.String())
 	c, err := misp.New(opts)
@@ -147,26 +130,9 @@ func (m *mispClients) Forget(name types.NamespacedName) {
 	m.mu.Unlock()
 }
 
-// secretRefs returns the API key and CA references with their default keys.
-func secretRefs(inst *v1alpha1.MISPInstance) (v1alpha1.SecretKeyReference, *v1alpha1.SecretKeyReference) {
-	keyRef := inst.Spec.APIKeySecretRef
-	if keyRef.Key == "" {
-		keyRef.Key = DefaultAPIKeySecretKey
-	}
-	var caRef *v1alpha1.SecretKeyReference
-	if inst.Spec.TLS != nil && inst.Spec.TLS.CASecretRef != nil {
-		r := *inst.Spec.TLS.CASecretRef
-		if r.Key == "" {
-			r.Key = DefaultCASecretKey
-		}
-		caRef = &r
-	}
-	return keyRef, caRef
-}
-
 // secretNames are the Secrets an instance reads (the index of the Secret watch).
 func secretNames(inst *v1alpha1.MISPInstance) []string {
-	keyRef, caRef := secretRefs(inst)
+	keyRef, caRef := trust.SecretRefs(inst)
 	names := []string{keyRef.Name}
 	if caRef != nil && caRef.Name != keyRef.Name {
 		names = append(names, caRef.Name)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator/catchup"
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
@@ -54,19 +55,8 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 	p.generation.Store(inst.Generation)
 	p.idx.Store(snap)
 
-	mo := sh.cfg.MISP
-	mo.URL, mo.APIKey, mo.CABundle = inst.Spec.URL, creds.apiKey, creds.caBundle
-	if t := inst.Spec.TLS; t != nil {
-		mo.InsecureSkipVerify = t.InsecureSkipVerify
-	}
-	if a := inst.Spec.API; a != nil {
-		if a.RequestsPerSecond > 0 {
-			mo.QPS = float64(a.RequestsPerSecond)
-		}
-		if a.Timeout != nil && a.Timeout.Duration > 0 {
-			mo.Timeout = a.Timeout.Duration
-		}
-	}
+	mo := trust.ClientOptions(sh.cfg.MISP, inst)
+	mo.APIKey, mo.CABundle = creds.apiKey, creds.caBundle
 	mo.Metrics, mo.Logger = sh.misp, log.WithName("misp")
 	client, err := misp.New(mo)
 	if err != nil {

@@ -13,14 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-)
-
-// Default Secret keys (API doc comments of MISPInstanceSpec).
-const (
-	defaultAPIKeyKey = "apiKey"
-	defaultCAKey     = "ca.crt"
-	zmqUserKey       = "username"
-	zmqPasswordKey   = "password"
+	"github.com/misptrust/misp-trust-operator/controllers/trust"
 )
 
 // configError is a MISPInstance the curator cannot run a pipeline for until a person fixes
@@ -65,28 +58,21 @@ func readCredentials(ctx context.Context, live client.Reader, inst *v1alpha1.MIS
 		return out, nil
 	}
 
-	keyRef := inst.Spec.APIKeySecretRef
-	if keyRef.Key == "" {
-		keyRef.Key = defaultAPIKeyKey
-	}
+	keyRef, caRef := trust.SecretRefs(inst)
 	v, err := read(keyRef.Name, "MISP API key", keyRef.Key)
 	if err != nil {
 		return c, err
 	}
 	c.apiKey = v[0]
-	if t := inst.Spec.TLS; t != nil && t.CASecretRef != nil {
-		ref := *t.CASecretRef
-		if ref.Key == "" {
-			ref.Key = defaultCAKey
-		}
-		v, err := read(ref.Name, "CA bundle", ref.Key)
+	if caRef != nil {
+		v, err := read(caRef.Name, "CA bundle", caRef.Key)
 		if err != nil {
 			return c, err
 		}
 		c.caBundle = []byte(v[0])
 	}
 	if z := inst.Spec.ZeroMQ; z != nil && z.CredentialsSecretRef != nil {
-		v, err := read(z.CredentialsSecretRef.Name, "ZeroMQ PLAIN credentials", zmqUserKey, zmqPasswordKey)
+		v, err := read(z.CredentialsSecretRef.Name, "ZeroMQ PLAIN credentials", trust.ZeroMQUsernameKey, trust.ZeroMQPasswordKey)
 		if err != nil {
 			return c, err
 		}
