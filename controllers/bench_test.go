@@ -10,8 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // orgListData is a 10,000-line organisationsFrom value.

@@ -27,8 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // +kubebuilder:rbac:groups=misptrust.io,resources=orgtrustpolicies,verbs=get;list;watch;patch

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // configMapData serves organisationsFrom lookups. ConfigMaps are watched as

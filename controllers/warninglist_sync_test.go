@@ -14,9 +14,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // newTestClient is a real MISP client for the double, without retries.

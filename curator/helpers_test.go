@@ -19,10 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
 	"github.com/misptrust/misp-trust-operator/curator/status"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 const (

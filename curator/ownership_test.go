@@ -19,9 +19,9 @@ import (
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/controllers"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator/status"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 func readYAML(t *testing.T, path string, into any) {

@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/curator/status"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // finalFlushTimeout bounds the status write when the curation stops.

@@ -3,9 +3,9 @@ package engine
 import (
 	"strings"
 
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // eventState is what a plan is derived from: the event's tags (with their locality) and

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // Policy is the effective curation policy of an organisation: what the curator does to

@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // Planned is one event the double simulated and what the bench expects of it.

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
-	"github.com/misptrust/misp-trust-operator/controllers/trust"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 const demoNamespace = "default"
