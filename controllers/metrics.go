@@ -1,10 +1,9 @@
 package controllers
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/misptrust/misp-trust-operator/internal/promutil"
 )
 
 // metrics are the controller's own Prometheus metrics (the MISP client adds
@@ -27,27 +26,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"operation"}),
 	}
 	if reg != nil {
-		m.driftRepaired = registerOrReuse(reg, m.driftRepaired)
-		m.writes = registerOrReuse(reg, m.writes)
+		m.driftRepaired = promutil.RegisterOrReuse(reg, m.driftRepaired)
+		m.writes = promutil.RegisterOrReuse(reg, m.writes)
 	}
 	for _, k := range []string{driftEntries, driftMetadata, driftDisabled, driftDeleted} {
 		m.driftRepaired.WithLabelValues(k)
 	}
 	return m
-}
-
-// registerOrReuse registers c, or returns the collector already registered
-// under the same description (two reconcilers on one registry).
-func registerOrReuse(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("controllers: register metrics: %v", err))
 }

@@ -1,12 +1,12 @@
 package misp
 
 import (
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/misptrust/misp-trust-operator/internal/promutil"
 )
 
 // Metrics are the client's Prometheus metrics. A nil *Metrics is valid and records nothing.
@@ -40,25 +40,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		m.requests = register(reg, m.requests)
-		m.latency = register(reg, m.latency)
-		m.retries = register(reg, m.retries)
+		m.requests = promutil.RegisterOrReuse(reg, m.requests)
+		m.latency = promutil.RegisterOrReuse(reg, m.latency)
+		m.retries = promutil.RegisterOrReuse(reg, m.retries)
 	}
 	return m
-}
-
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("misp: register metrics: %v", err))
 }
 
 // observe records one attempt; status 0 means a transport error.

@@ -1,10 +1,9 @@
 package catchup
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/misptrust/misp-trust-operator/internal/promutil"
 )
 
 // Metrics are the catch-up metrics, labelled by instance ("namespace/name"). One Metrics
@@ -52,27 +51,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"instance"}),
 	}
 	if reg != nil {
-		m.passes = register(reg, m.passes)
-		m.scanned = register(reg, m.scanned)
-		m.enqueued = register(reg, m.enqueued)
-		m.lag = register(reg, m.lag)
-		m.held = register(reg, m.held)
+		m.passes = promutil.RegisterOrReuse(reg, m.passes)
+		m.scanned = promutil.RegisterOrReuse(reg, m.scanned)
+		m.enqueued = promutil.RegisterOrReuse(reg, m.enqueued)
+		m.lag = promutil.RegisterOrReuse(reg, m.lag)
+		m.held = promutil.RegisterOrReuse(reg, m.held)
 	}
 	return m
-}
-
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("catchup: register metrics: %v", err))
 }
 
 func (m *Metrics) init(instance string) {

@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/misptrust/misp-trust-operator/internal/promutil"
 )
 
 // Metrics are the engine's Prometheus metrics, labelled by instance ("namespace/name").
@@ -97,30 +97,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.outcomes = register(reg, m.outcomes)
-	m.calls = register(reg, m.calls)
-	m.latency = register(reg, m.latency)
-	m.depth = register(reg, m.depth)
-	m.inFlight = register(reg, m.inFlight)
-	m.coalesced = register(reg, m.coalesced)
-	m.messages = register(reg, m.messages)
-	m.dropped = register(reg, m.dropped)
-	m.retries = register(reg, m.retries)
+	m.outcomes = promutil.RegisterOrReuse(reg, m.outcomes)
+	m.calls = promutil.RegisterOrReuse(reg, m.calls)
+	m.latency = promutil.RegisterOrReuse(reg, m.latency)
+	m.depth = promutil.RegisterOrReuse(reg, m.depth)
+	m.inFlight = promutil.RegisterOrReuse(reg, m.inFlight)
+	m.coalesced = promutil.RegisterOrReuse(reg, m.coalesced)
+	m.messages = promutil.RegisterOrReuse(reg, m.messages)
+	m.dropped = promutil.RegisterOrReuse(reg, m.dropped)
+	m.retries = promutil.RegisterOrReuse(reg, m.retries)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		// A different collector under the same name: keep ours unregistered rather
-		// than crash the curator over metrics (as package feed does).
-	}
-	return c
 }
 
 // Forget deletes every series of an instance (its MISPInstance was deleted).

@@ -1,10 +1,11 @@
 package feed
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/misptrust/misp-trust-operator/internal/promutil"
 )
 
 // Metrics are the feed's Prometheus metrics, labelled by MISP instance
@@ -85,31 +86,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.messages = register(reg, m.messages)
-	m.parseErrors = register(reg, m.parseErrors)
-	m.dropped = register(reg, m.dropped)
-	m.reconnects = register(reg, m.reconnects)
-	m.dialFailures = register(reg, m.dialFailures)
-	m.connects = register(reg, m.connects)
-	m.connected = register(reg, m.connected)
-	m.queueDepth = register(reg, m.queueDepth)
-	m.lastMessage = register(reg, m.lastMessage)
-	m.lastHeartbeat = register(reg, m.lastHeartbeat)
+	m.messages = promutil.RegisterOrReuse(reg, m.messages)
+	m.parseErrors = promutil.RegisterOrReuse(reg, m.parseErrors)
+	m.dropped = promutil.RegisterOrReuse(reg, m.dropped)
+	m.reconnects = promutil.RegisterOrReuse(reg, m.reconnects)
+	m.dialFailures = promutil.RegisterOrReuse(reg, m.dialFailures)
+	m.connects = promutil.RegisterOrReuse(reg, m.connects)
+	m.connected = promutil.RegisterOrReuse(reg, m.connected)
+	m.queueDepth = promutil.RegisterOrReuse(reg, m.queueDepth)
+	m.lastMessage = promutil.RegisterOrReuse(reg, m.lastMessage)
+	m.lastHeartbeat = promutil.RegisterOrReuse(reg, m.lastHeartbeat)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		// A different collector under the same name: keep ours unregistered
-		// rather than crash the curator over metrics.
-	}
-	return c
 }
 
 // Forget deletes every series of an instance (its MISPInstance was deleted).

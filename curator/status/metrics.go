@@ -1,10 +1,9 @@
 package status
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/misptrust/misp-trust-operator/internal/promutil"
 )
 
 // Metrics count the writer's status applies. A nil *Metrics records nothing.
@@ -31,15 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Server-side applies of the curator's status fields, by kind and result (applied, error, not_found). Unchanged statuses are not applied.",
 		}, []string{"kind", "result"}),
 	}
-	if reg != nil {
-		if err := reg.Register(m.applies); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic(fmt.Sprintf("status: register metrics: %v", err))
-			}
-			m.applies = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-	}
+	m.applies = promutil.RegisterOrReuse(reg, m.applies)
 	for _, k := range []string{KindPolicy, KindInstance} {
 		for _, r := range []string{resultApplied, resultError, resultNotFound} {
 			m.applies.WithLabelValues(k, r)
