@@ -43,6 +43,12 @@
 // curated are coalesced into it (at most one follow-up curation after the one in
 // flight). Curation steps are idempotent and derived from the event's current state, so
 // a retry or a crash between two steps is finished by the next pass.
+//
+// Reading order, following one message: intake.go (HandleMessage: classify, hints,
+// trigger) → queue.go (entries, debounce, scheduler, workers, finish) → curate.go (one
+// attempt's MISP calls) → plan.go (the steps an event needs) → back to queue.go's
+// finish and report, which hand the Outcome to Options.OnOutcome. engine.go holds the
+// Engine itself (options, New, Run); api.go the types callers use.
 package engine
 
 import (
