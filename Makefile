@@ -29,6 +29,10 @@ demo-serve: build envtest ## Like demo, then keep everything running to explore 
 bench: ## Benchmark the curation engine against the MISP double (events/s, latency, MISP calls and bytes per event, RSS).
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
+.PHONY: membench
+membench: build envtest ## Measure both components' peak memory for a large trust list (real kube-apiserver, MISP double, the chart's memory limits); prints one JSON line.
+	@KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) run ./hack/membench $(MEMBENCH_FLAGS)
+
 .PHONY: build
 build: ## Build bin/misp-trust-operator, bin/mispsim and bin/demo.
 	@echo "building bin/misp-trust-operator, bin/mispsim and bin/demo"

@@ -8,13 +8,10 @@ import (
 	"os"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -22,24 +19,24 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/internal/kubecache"
+	"github.com/misptrust/misp-trust-operator/internal/memlimit"
 )
 
 // LeaderElectionID is the Lease the controller replicas compete for.
 const LeaderElectionID = "misp-trust-controller"
 
-// NewManagerOptions are the manager options the reconcilers rely on: Secrets
-// and ConfigMaps are never cached as full objects (the reconcilers watch their
-// metadata and read the few they reference from the API server), and an
-// optional namespace restricts every watch.
-func NewManagerOptions(scheme *runtime.Scheme, namespace string) manager.Options {
-	o := manager.Options{
+// NewManagerOptions are the manager options the reconcilers rely on
+// (internal/kubecache): Secrets and ConfigMaps are never cached as full objects
+// (the reconcilers watch their metadata, stripped of annotations, and read the
+// few they reference from the API server), no managedFields are cached, and
+// every watch is restricted to the given namespaces (none: all).
+func NewManagerOptions(scheme *runtime.Scheme, namespaces ...string) manager.Options {
+	return manager.Options{
 		Scheme: scheme,
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}}},
+		Client: kubecache.ClientOptions(),
+		Cache:  kubecache.Options(namespaces),
 	}
-	if namespace != "" {
-		o.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{namespace: {}}}
-	}
-	return o
 }
 
 // RunController runs the controller subcommand until ctx ends: a
@@ -54,7 +51,8 @@ func RunController(ctx context.Context, args []string, version string) error {
 		leaderElect    = fs.Bool("leader-elect", true, "Elect a leader on the Lease "+LeaderElectionID+" so only one replica reconciles.")
 		leaderNS       = fs.String("leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 		resync         = fs.Duration("resync-interval", DefaultResyncInterval, "How often warninglists are read back from MISP to repair drift and instance keys re-checked (jittered +0-20%).")
-		namespace      = fs.String("namespace", "", "Only watch this namespace (default: all namespaces).")
+		watchNS        = fs.String("watch-namespaces", "", "Comma-separated namespaces to watch (default: all). The recommended install watches only the namespaces that hold MISPInstances, with Roles there instead of ClusterRoles (the chart's rbac.scope: Namespaces).")
+		namespace      = fs.String("namespace", "", "One namespace to watch; same as --watch-namespaces with one namespace.")
 		concurrency    = fs.Int("max-concurrent-reconciles", DefaultMaxConcurrentReconciles, "Reconciles run in parallel per controller.")
 		kubeconfig     = fs.String("kubeconfig", "", "Path to a kubeconfig; only needed outside a cluster (KUBECONFIG is honoured too).")
 		mispTimeout    = fs.Duration("misp-timeout", 30*time.Second, "Timeout of one MISP HTTP request (a MISPInstance's spec.api.timeout wins).")
@@ -75,13 +73,22 @@ func RunController(ctx context.Context, args []string, version string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("controller: unexpected arguments %q", fs.Args())
 	}
+	namespaces, err := kubecache.Namespaces(*watchNS, *namespace)
+	if err != nil {
+		return fmt.Errorf("controller: --watch-namespaces: %w", err)
+	}
 	if *resync < time.Second {
 		return fmt.Errorf("controller: --resync-interval must be at least 1s, got %s", *resync)
 	}
 
 	logger := zap.New(zap.UseFlagOptions(&zopts))
 	ctrl.SetLogger(logger)
-	logger.Info("starting misp-trust-operator controller", "version", version, "namespace", *namespace, "resyncInterval", resync.String())
+	memLimit, err := memlimit.Apply(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	logger.Info("starting misp-trust-operator controller", "version", version, "namespaces", namespaces, "resyncInterval", resync.String(),
+		"goMemoryLimit", memLimit)
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -91,7 +98,7 @@ func RunController(ctx context.Context, args []string, version string) error {
 	if err != nil {
 		return fmt.Errorf("controller: build scheme: %w", err)
 	}
-	mo := NewManagerOptions(scheme, *namespace)
+	mo := NewManagerOptions(scheme, namespaces...)
 	mo.Metrics = metricsserver.Options{BindAddress: *metricsAddr}
 	mo.HealthProbeBindAddress = *probeAddr
 	mo.LeaderElection = *leaderElect

@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,4 +64,21 @@ func isAre(n int) string {
 		return "is"
 	}
 	return "are"
+}
+
+// maxMISPString bounds a string MISP gave (a list name, an error text) when it
+// is quoted in a condition or Event: MISP is another party, and status must
+// stay small whatever it answers.
+const maxMISPString = 200
+
+// truncateMISP cuts s to maxMISPString bytes (on a rune boundary) with "…".
+func truncateMISP(s string) string {
+	if len(s) <= maxMISPString {
+		return s
+	}
+	cut := maxMISPString
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

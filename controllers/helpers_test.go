@@ -19,12 +19,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/misp/misptest"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // waitTimeout bounds every "eventually" in these tests: generous, because the
@@ -35,26 +37,35 @@ const waitTimeout = 60 * time.Second
 // harness is one test's world: its own namespace, MISP double and manager
 // running both reconcilers (watching only that namespace).
 type harness struct {
-	t    *testing.T
-	ctx  context.Context
-	ns   string
-	misp *misptest.Server
-	reg  *prometheus.Registry
+	t     *testing.T
+	ctx   context.Context
+	ns    string
+	extra []string // more watched namespaces
+	misp  *misptest.Server
+	reg   *prometheus.Registry
+	cache cache.Cache // the manager's
 }
 
 type harnessOptions struct {
 	resync time.Duration // Options.ResyncInterval; default 1h (no resync during the test)
 	misp   misptest.Options
+	// extraNamespaces are created and watched too (h.extra; h.in(ns) works there).
+	extraNamespaces int
 }
 
 func newHarness(t *testing.T, ho harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, ctx: ctx, ns: "t-" + randHex(5), misp: misptest.NewServer(ho.misp), reg: prometheus.NewRegistry()}
-	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}}); err != nil {
-		t.Fatalf("create namespace: %v", err)
+	for i := 0; i < ho.extraNamespaces; i++ {
+		h.extra = append(h.extra, "t-"+randHex(5))
 	}
-	mo := NewManagerOptions(testScheme, h.ns)
+	for _, ns := range append([]string{h.ns}, h.extra...) {
+		if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatalf("create namespace: %v", err)
+		}
+	}
+	mo := NewManagerOptions(testScheme, append([]string{h.ns}, h.extra...)...)
 	mo.Metrics = metricsserver.Options{BindAddress: "0"}
 	mo.HealthProbeBindAddress = "0"
 	mo.Logger = h.logger()
@@ -77,6 +88,7 @@ func newHarness(t *testing.T, ho harnessOptions) *harness {
 	if err := SetupWithManager(mgr, opts); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
+	h.cache = mgr.GetCache()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -91,15 +103,27 @@ func newHarness(t *testing.T, ho harnessOptions) *harness {
 		h.misp.Close()
 		// envtest runs no namespace controller: the namespace stays, but no
 		// manager watches it any more.
-		_ = k8sClient.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}})
+		for _, ns := range append([]string{h.ns}, h.extra...) {
+			_ = k8sClient.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+		}
 	})
 	return h
 }
 
 // with returns the harness for a subtest (helpers fail through its t).
+// allowLabels opt a Secret or ConfigMap in to being read by the operator.
+var allowLabels = map[string]string{trust.AllowLabel: trust.AllowValue}
+
 func (h *harness) with(t *testing.T) *harness {
 	c := *h
 	c.t = t
+	return &c
+}
+
+// in returns the harness for another watched namespace (same manager and MISP).
+func (h *harness) in(ns string) *harness {
+	c := *h
+	c.ns = ns
 	return &c
 }
 
@@ -121,7 +145,7 @@ func (h *harness) key(name string) types.NamespacedName {
 // secret creates (or replaces the data of) a Secret holding an API key.
 func (h *harness) secret(name string, data map[string]string) {
 	h.t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, StringData: data}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns, Labels: allowLabels}, StringData: data}
 	if err := k8sClient.Create(h.ctx, s); err != nil {
 		h.t.Fatalf("create Secret %s: %v", name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/misp"
@@ -48,7 +50,8 @@ type OrgTrustPolicyReconciler struct {
 	client     client.Client
 	apiReader  client.Reader
 	clients    *mispClients
-	configMaps *configMapData
+	precedence *precedence
+	claims     *claims
 	mem        *listMemory
 	recorder   events.EventRecorder
 	metrics    *metrics
@@ -62,6 +65,8 @@ func (r *OrgTrustPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err := r.client.Get(ctx, req.NamespacedName, &p); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.mem.forget(req.NamespacedName)
+			r.precedence.forgetPolicy(req.NamespacedName)
+			r.claims.release(req.String())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get OrgTrustPolicy %s: %w", req.NamespacedName, err)
@@ -82,6 +87,7 @@ func (r *OrgTrustPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	b.setResolution(res)
 
 	result, syncErr := r.syncWarninglist(ctx, &p, res, b)
+	b.setClaims(r.claims.of(trust.Key(&p)))
 	if _, err := b.apply(ctx, r.client, metav1.NewTime(r.opts.Clock.Now())); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -104,14 +110,24 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 		return ctrl.Result{}, nil
 	}
 	b.setCuration(inst)
-	want := buildDesiredList(p, res.Won)
+	owner := ownerOf(p, inst)
+	want := buildDesiredList(p, owner, res.Won)
+	self := trust.Key(p)
 	switch {
 	case res.NameOwner != "":
-		b.setSynced(metav1.ConditionFalse, ReasonWarninglistNameTaken, fmt.Sprintf(
-			"OrgTrustPolicy %s already manages warninglist %q on this instance; set spec.warninglistName to another name.", res.NameOwner, want.Name))
+		msg := fmt.Sprintf("OrgTrustPolicy %s already manages warninglist %q on this instance; set spec.warninglistName to another name.", res.NameOwner, want.Name)
+		b.setSynced(metav1.ConditionFalse, ReasonWarninglistNameTaken, msg)
+		b.setNameConflict(ReasonWarninglistNameTaken, msg)
+		r.claims.claim(res.NameOwner, self, fmt.Sprintf("same warninglistName %q on MISPInstance %s", want.Name, owner.Instance))
 		r.warnOnChange(p, b, "SyncRefused")
 		return ctrl.Result{}, nil
-	case res.SourceMissing:
+	case res.Unusable != nil && res.Unusable.Kind == trust.ProblemNotAllowed:
+		// Same as a missing source: the list is left as it is.
+		b.setSynced(metav1.ConditionFalse, ReasonOrganisationsSourceNotAllowed, fmt.Sprintf(
+			"%s; the warninglist is left unchanged until it does (see OrganisationsValid).", res.Unusable.Reason))
+		r.warnOnChange(p, b, "SyncRefused")
+		return ctrl.Result{}, nil
+	case res.Unusable != nil:
 		// Leave the list as it is: writing it without a missing ConfigMap's
 		// organisations would drop them all at once (e.g. while a GitOps tool
 		// applies the policy before its ConfigMap).
@@ -125,23 +141,30 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 	var ce *credentialError
 	switch {
 	case errors.As(err, &ce):
-		b.setGate(&refusal{ReasonInstanceNotReady, fmt.Sprintf("MISPInstance %q cannot be used: %s", inst.Name, ce.Message)})
+		b.setGate(&refusal{Reason: ReasonInstanceNotReady, Message: fmt.Sprintf("MISPInstance %q cannot be used: %s", inst.Name, ce.Message)})
 		return ctrl.Result{}, nil
 	case err != nil:
 		return ctrl.Result{}, err
 	}
 	s := &syncer{
 		api: api, mem: r.mem, metrics: r.metrics, name: client.ObjectKeyFromObject(p), uid: p.UID,
-		instance: string(inst.UID) + "|" + inst.Spec.URL, now: r.opts.Clock.Now(), interval: r.opts.ResyncInterval,
+		instance: string(inst.UID) + "|" + inst.Spec.URL, owner: owner, foreign: r.foreignOwner,
+		now: r.opts.Clock.Now(), interval: r.opts.ResyncInterval,
 	}
-	out, syncErr := s.sync(ctx, want, statusRecord(p))
+	out, syncErr := s.sync(ctx, want, statusRecord(p, want.Description))
 	r.report(ctx, p, want, out)
+	if out.Refused != nil && out.Refused.Owner != "" {
+		b.setNameConflict(out.Refused.Reason, out.Refused.Message)
+		r.claims.claim(out.Refused.Owner, self, fmt.Sprintf("warninglist %q of MISPInstance %s", truncateMISP(want.Name), owner.Instance))
+	} else if syncErr == nil {
+		r.claims.release(self)
+	}
 	switch {
 	case syncErr != nil:
 		reason := syncErrorReason(syncErr)
 		b.setSynced(metav1.ConditionFalse, reason, fmt.Sprintf("Cannot sync warninglist %q: %s.", want.Name, trimDot(syncErr)))
 		if out.Created {
-			b.setWarninglist(out.ID, want) // the entries are in MISP; only enabling failed
+			b.setWarninglist(out.ID, out.Version, want) // the entries are in MISP; only enabling failed
 		}
 		r.warnOnChange(p, b, "SyncFailed")
 		return ctrl.Result{}, syncErr
@@ -150,12 +173,12 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 		r.warnOnChange(p, b, "SyncRefused")
 		return ctrl.Result{RequeueAfter: jittered(r.opts.ResyncInterval)}, nil
 	}
-	b.setWarninglist(out.ID, want)
+	b.setWarninglist(out.ID, out.Version, want)
 	held := plural(want.Orgs, "organisation")
 	if want.Orgs == 0 {
 		held = "no organisation (one placeholder entry: MISP refuses an empty list)"
 	}
-	b.setSynced(metav1.ConditionTrue, ReasonSynced, fmt.Sprintf("Warninglist %q (id %s) is enabled and holds %s.", want.Name, out.ID, held))
+	b.setSynced(metav1.ConditionTrue, ReasonSynced, fmt.Sprintf("Warninglist %q (id %s) is enabled and holds %s.", truncateMISP(want.Name), out.ID, held))
 	next := r.opts.ResyncInterval
 	if st, ok := r.mem.get(s.name, s.uid, s.instance); ok && !st.nextCheck.IsZero() {
 		next = st.nextCheck.Sub(r.opts.Clock.Now())
@@ -172,21 +195,21 @@ func (r *OrgTrustPolicyReconciler) instanceFor(ctx context.Context, p *v1alpha1.
 	name := p.Spec.InstanceRef.Name
 	if err := r.client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, &inst); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &refusal{ReasonInstanceNotFound, fmt.Sprintf("MISPInstance %q does not exist in namespace %s; MISP is not called until it does.", name, p.Namespace)}, nil
+			return nil, &refusal{Reason: ReasonInstanceNotFound, Message: fmt.Sprintf("MISPInstance %q does not exist in namespace %s; MISP is not called until it does.", name, p.Namespace)}, nil
 		}
 		return nil, nil, fmt.Errorf("get MISPInstance %s/%s: %w", p.Namespace, name, err)
 	}
 	if !inst.DeletionTimestamp.IsZero() {
-		return nil, &refusal{ReasonInstanceNotFound, fmt.Sprintf("MISPInstance %q is being deleted; MISP is not called.", name)}, nil
+		return nil, &refusal{Reason: ReasonInstanceNotFound, Message: fmt.Sprintf("MISPInstance %q is being deleted; MISP is not called.", name)}, nil
 	}
 	ready := meta.FindStatusCondition(inst.Status.Conditions, v1alpha1.ConditionReady)
 	switch {
 	case ready == nil:
-		return nil, &refusal{ReasonInstanceNotReady, fmt.Sprintf("MISPInstance %q has not been checked yet; MISP is not called until it is Ready.", name)}, nil
+		return nil, &refusal{Reason: ReasonInstanceNotReady, Message: fmt.Sprintf("MISPInstance %q has not been checked yet; MISP is not called until it is Ready.", name)}, nil
 	case ready.Status != metav1.ConditionTrue:
-		return nil, &refusal{ReasonInstanceNotReady, fmt.Sprintf("MISPInstance %q is not Ready (%s); MISP is not called until it is.", name, ready.Reason)}, nil
+		return nil, &refusal{Reason: ReasonInstanceNotReady, Message: fmt.Sprintf("MISPInstance %q is not Ready (%s); MISP is not called until it is.", name, ready.Reason)}, nil
 	case ready.ObservedGeneration != inst.Generation:
-		return nil, &refusal{ReasonInstanceNotReady, fmt.Sprintf("MISPInstance %q has not been checked since its spec changed; MISP is not called until it is.", name)}, nil
+		return nil, &refusal{Reason: ReasonInstanceNotReady, Message: fmt.Sprintf("MISPInstance %q has not been checked since its spec changed; MISP is not called until it is.", name)}, nil
 	}
 	return &inst, nil, nil
 }
@@ -218,7 +241,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 		r.mem.forget(key)
 		return ctrl.Result{}, nil
 	}
-	want := buildDesiredList(p, nil)
+	want := buildDesiredList(p, listOwner{}, nil) // its name is all that is needed
 	release := func() (ctrl.Result, error) {
 		patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(p, Finalizer)
@@ -255,7 +278,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 	}
 	b := newPolicyStatus(p)
 	if gate != nil {
-		b.setGate(&refusal{gate.Reason, gate.Message + " The warninglist is deleted once it is."})
+		b.setGate(&refusal{Reason: gate.Reason, Message: gate.Message + " The warninglist is deleted once it is."})
 		_, err := b.apply(ctx, r.client, metav1.NewTime(r.opts.Clock.Now()))
 		return ctrl.Result{}, err
 	}
@@ -263,11 +286,15 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	prev := statusRecord(p)
+	prev := statusRecord(p, "")
 	if st, ok := r.mem.get(key, p.UID, string(inst.UID)+"|"+inst.Spec.URL); ok {
 		prev = st.listRecord
 	}
-	id, err := deleteList(ctx, api, want, prev)
+	id, kept, err := deleteList(ctx, api, want, prev, ownerOf(p, inst))
+	if kept != "" {
+		// Another object's list, or one the operator never wrote: never deleted.
+		return retain(kept)
+	}
 	if err != nil {
 		b.setSynced(metav1.ConditionFalse, syncErrorReason(err), fmt.Sprintf("Cannot delete warninglist %q: %s.", want.Name, trimDot(err)))
 		r.warnOnChange(p, b, "DeleteFailed")
@@ -393,6 +420,8 @@ func (r *OrgTrustPolicyReconciler) setupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.OrgTrustPolicy{}, handler.EnqueueRequestsFromMapFunc(r.siblingsOf), builder.WithPredicates(policyChanged)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.policiesForConfigMap), builder.OnlyMetadata).
 		Watches(&v1alpha1.MISPInstance{}, handler.EnqueueRequestsFromMapFunc(r.policiesForInstance), builder.WithPredicates(instanceStateChanged)).
+		// The owner of a warninglist another policy was refused reports the clash.
+		WatchesRawSource(source.Channel(r.claims.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
 			RateLimiter:             BuildRateLimiter(r.opts),
@@ -479,4 +508,44 @@ func (r *OrgTrustPolicyReconciler) policiesOfInstances(ctx context.Context, ns s
 		}
 	}
 	return out
+}
+
+// foreignOwner decides whether p may take over a list whose description names
+// another owner o: never while o is a live policy that still uses that
+// MISPInstance (the clash is reported on both sides); yes when o is gone and
+// was one of this cluster's (its MISPInstance, by uid, is here), or when the
+// description predates instance uids; otherwise (o unknown here: another
+// cluster's operator) the list is left alone.
+func (r *OrgTrustPolicyReconciler) foreignOwner(ctx context.Context, wl *misp.Warninglist, o listOwner) (*refusal, error) {
+	refuse := ownedElsewhere(wl, o)
+	ns, name, ok := strings.Cut(o.Policy, "/")
+	if !ok {
+		return refuse, nil
+	}
+	var owner v1alpha1.OrgTrustPolicy
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &owner)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		// Typically a namespace this controller does not watch: the owner
+		// cannot be shown gone, so it is not.
+		log.FromContext(ctx).V(1).Info("cannot read the owner of a warninglist", "owner", o.Policy, "error", err.Error())
+		return refuse, nil
+	case owner.DeletionTimestamp.IsZero() && (o.Instance == "" || o.Instance == owner.Namespace+"/"+owner.Spec.InstanceRef.Name):
+		return refuse, nil
+	}
+	if o.InstanceUID == "" {
+		return nil, nil
+	}
+	var insts v1alpha1.MISPInstanceList
+	if err := r.client.List(ctx, &insts); err != nil {
+		return nil, fmt.Errorf("list MISPInstances: %w", err)
+	}
+	for i := range insts.Items {
+		if insts.Items[i].UID == o.InstanceUID {
+			return nil, nil
+		}
+	}
+	refuse.Message += " (Its MISPInstance is not in this cluster: another installation of the operator may manage it.)"
+	return refuse, nil
 }

@@ -32,7 +32,12 @@ func TestPolicyCreatesEnabledListWithExactEntries(t *testing.T) {
 	if !wl.Enabled || wl.Type != "string" || wl.Category != "known" || wl.Default {
 		t.Errorf("list = enabled %t, type %q, category %q, default %t; want enabled string known custom", wl.Enabled, wl.Type, wl.Category, wl.Default)
 	}
-	wantDesc := "Managed by misp-trust-operator: OrgTrustPolicy " + h.ns + "/high. Edits in MISP are reverted."
+	var inst v1alpha1.MISPInstance
+	if err := k8sClient.Get(h.ctx, h.key("misp"), &inst); err != nil {
+		t.Fatal(err)
+	}
+	wantDesc := "Managed by misp-trust-operator: OrgTrustPolicy " + h.ns + "/high of MISPInstance " + h.ns + "/misp (uid " + string(inst.UID) +
+		"). Edits in MISP are reverted. Entries: " + got.Status.Warninglist.EntriesHash + "."
 	if wl.Description != wantDesc {
 		t.Errorf("description = %q, want %q", wl.Description, wantDesc)
 	}
@@ -138,13 +143,18 @@ func TestNoOpResyncsWriteNothing(t *testing.T) {
 	h.misp.ResetStats()
 
 	eventually(t, func() error {
-		if n := h.misp.Calls("/warninglists/view"); n < 10 {
+		if n := h.misp.Calls("/warninglists/index"); n < 10 {
 			return fmt.Errorf("%d resyncs so far", n)
 		}
 		return nil
 	})
 	if w := h.misp.WriteCalls(); w != 0 {
 		t.Errorf("write calls during 10 no-op resyncs = %d, want 0 (%v)", w, h.wlCalls())
+	}
+	// The version, entry count and description in MISP's index show the list
+	// unchanged: its entries are never downloaded.
+	if v := h.misp.Calls("/warninglists/view"); v != 0 {
+		t.Errorf("views during 10 no-op resyncs = %d, want 0 (%v)", v, h.misp.CallsByRoute())
 	}
 	if got := h.getPolicy("p").ResourceVersion; got != rv {
 		t.Errorf("policy resourceVersion changed %s → %s: status written on a no-op resync", rv, got)
@@ -420,7 +430,7 @@ func TestTenThousandOrganisationsFromConfigMap(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&b, "%s # Org %d\n", uuidN(i), i)
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "orgs", Namespace: h.ns}, Data: map[string]string{"list": b.String()}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "orgs", Namespace: h.ns, Labels: allowLabels}, Data: map[string]string{"list": b.String()}}
 	if err := k8sClient.Create(h.ctx, cm); err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +487,7 @@ func TestInvalidOrganisationLinesAreReported(t *testing.T) {
 		fmt.Fprintf(&b, "not-a-uuid-%d\n", i)
 	}
 	fmt.Fprintf(&b, "%s\n", uuidN(2))
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "orgs", Namespace: h.ns}, Data: map[string]string{"k": b.String()}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "orgs", Namespace: h.ns, Labels: allowLabels}, Data: map[string]string{"k": b.String()}}
 	if err := k8sClient.Create(h.ctx, cm); err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +528,7 @@ func TestInvalidOrganisationLinesAreReported(t *testing.T) {
 		t.Errorf("%d writes with a missing ConfigMap, want 0", w)
 	}
 	// Creating it resumes the sync (ConfigMap watch).
-	if err := k8sClient.Create(h.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "absent", Namespace: h.ns}, Data: map[string]string{"k": uuidN(3) + "\n"}}); err != nil {
+	if err := k8sClient.Create(h.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "absent", Namespace: h.ns, Labels: allowLabels}, Data: map[string]string{"k": uuidN(3) + "\n"}}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitPolicy("p", func(p *v1alpha1.OrgTrustPolicy) error {

@@ -3,12 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -16,150 +15,190 @@ import (
 	"github.com/misptrust/misp-trust-operator/trust"
 )
 
-// configMapData serves organisationsFrom lookups. ConfigMaps are watched as
-// metadata only (the controller does not keep every ConfigMap of the cluster
-// in memory); the data of the referenced ones is read from the API server
-// and kept until their resourceVersion changes, so sibling policies and
-// resyncs do not re-read a 10,000-line list.
-type configMapData struct {
-	meta client.Reader
-	live client.Reader
-
-	mu sync.Mutex
-	m  map[types.NamespacedName]configMapEntry
-}
-
-type configMapEntry struct {
-	rv   string
-	data map[string]string
-}
-
-func newConfigMapData(meta, live client.Reader) *configMapData {
-	return &configMapData{meta: meta, live: live, m: map[types.NamespacedName]configMapEntry{}}
-}
-
-// lookup returns a trust.LookupFunc for ConfigMaps of namespace ns.
-func (c *configMapData) lookup(ctx context.Context, ns string) trust.LookupFunc {
-	return func(ref v1alpha1.ConfigMapKeyReference) (string, bool, error) {
-		data, found, err := c.get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name})
-		if err != nil || !found {
-			return "", false, err
-		}
-		v, ok := data[ref.Key]
-		return v, ok, nil
-	}
-}
-
-func (c *configMapData) get(ctx context.Context, name types.NamespacedName) (map[string]string, bool, error) {
-	var pm metav1.PartialObjectMetadata
-	pm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	if err := c.meta.Get(ctx, name, &pm); err != nil {
-		if apierrors.IsNotFound(err) {
-			c.forget(name)
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("read metadata of ConfigMap %s: %w", name, err)
-	}
-	c.mu.Lock()
-	e, ok := c.m[name]
-	c.mu.Unlock()
-	if ok && e.rv == pm.ResourceVersion {
-		return e.data, true, nil
-	}
-	var cm corev1.ConfigMap
-	if err := c.live.Get(ctx, name, &cm); err != nil {
-		if apierrors.IsNotFound(err) {
-			c.forget(name)
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("read ConfigMap %s: %w", name, err)
-	}
-	c.mu.Lock()
-	c.m[name] = configMapEntry{rv: cm.ResourceVersion, data: cm.Data}
-	c.mu.Unlock()
-	return cm.Data, true, nil
-}
-
-func (c *configMapData) forget(name types.NamespacedName) {
-	c.mu.Lock()
-	delete(c.m, name)
-	c.mu.Unlock()
-}
-
 // resolution is what the precedence rule decides for one policy.
 type resolution struct {
-	Orgs     []trust.Org     // every organisation the policy lists (deduplicated, sorted)
-	Problems []trust.Problem // organisationsFrom problems
-	Won      []trust.Org     // the organisations it wins: its warninglist entries
-	Losses   []trust.Loss    // the organisations other policies win
-	// SourceMissing is set when an organisationsFrom ConfigMap or key is
-	// missing: the list is then left as it is (see orgtrustpolicy_controller.go).
-	SourceMissing bool
+	Orgs     int             // organisations the policy lists (deduplicated)
+	Problems []trust.Problem // organisation source problems (capped per source)
+	Won      []trust.Org     // the organisations it wins: its warninglist entries, sorted
+	// Losses are the first organisations other policies win (maxListed of
+	// them); LossCount counts them all.
+	Losses    []trust.Loss
+	LossCount int
+	// Unusable is the first organisationsFrom source that could not be read at
+	// all (missing, or its ConfigMap did not opt in): the list is then left as
+	// it is (see orgtrustpolicy_controller.go).
+	Unusable *trust.Problem
 	// NameOwner is the key of an older sibling policy that manages the same
 	// warninglist name, when there is one.
 	NameOwner string
 }
 
-// resolve computes the policy's organisations and applies trust.Resolve over
-// the live (not being deleted) policies of the same instance.
-func (r *OrgTrustPolicyReconciler) resolve(ctx context.Context, p *v1alpha1.OrgTrustPolicy) (resolution, error) {
-	var res resolution
-	lookup := r.configMaps.lookup(ctx, p.Namespace)
-	orgs, problems, err := trust.EffectiveOrgs(p, lookup)
-	if err != nil {
-		return res, fmt.Errorf("organisations of OrgTrustPolicy %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	res.Orgs, res.Problems = orgs, problems
-	for _, pr := range problems {
-		if pr.Line == 0 && pr.Source != "spec.organisations" {
-			res.SourceMissing = true
-		}
-	}
+// precedence applies the precedence rule once per MISPInstance and keeps the
+// outcome until one of its inputs changes: a policy of the instance (added,
+// deleted, its spec) or a ConfigMap one of them reads (its resourceVersion).
+// A change of one policy reconciles all its siblings; each of them then
+// reuses the one computation instead of parsing every sibling's organisations
+// again (O(P²·N) per change otherwise).
+type precedence struct {
+	sources *trust.ConfigMapOrgs
 
+	mu sync.Mutex
+	m  map[types.NamespacedName]*instancePrecedence
+	// instanceOf remembers each policy's instance, so the entry of an instance
+	// whose last policy is deleted does not stay in memory.
+	instanceOf map[types.NamespacedName]types.NamespacedName
+}
+
+type instancePrecedence struct {
+	mu       sync.Mutex // held while computing, so concurrent siblings compute once
+	sig      string
+	byPolicy map[string]*resolution // by trust.Key, without NameOwner
+}
+
+func newPrecedence(sources *trust.ConfigMapOrgs) *precedence {
+	return &precedence{sources: sources, m: map[types.NamespacedName]*instancePrecedence{},
+		instanceOf: map[types.NamespacedName]types.NamespacedName{}}
+}
+
+func (pr *precedence) entry(policy, inst types.NamespacedName) *instancePrecedence {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.instanceOf[policy] = inst
+	e := pr.m[inst]
+	if e == nil {
+		e = &instancePrecedence{}
+		pr.m[inst] = e
+	}
+	return e
+}
+
+// forgetPolicy drops what was computed for the instance of a deleted policy:
+// its siblings (if any) compute again without it.
+func (pr *precedence) forgetPolicy(policy types.NamespacedName) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if inst, ok := pr.instanceOf[policy]; ok {
+		delete(pr.instanceOf, policy)
+		delete(pr.m, inst)
+	}
+}
+
+// resolve computes the policy's organisations and applies the precedence rule
+// over the live (not being deleted) policies of the same instance.
+func (r *OrgTrustPolicyReconciler) resolve(ctx context.Context, p *v1alpha1.OrgTrustPolicy) (resolution, error) {
 	var siblings v1alpha1.OrgTrustPolicyList
 	if err := r.client.List(ctx, &siblings, client.InNamespace(p.Namespace), client.MatchingFields{indexPolicyInstance: p.Spec.InstanceRef.Name}); err != nil {
-		return res, fmt.Errorf("list OrgTrustPolicies of MISPInstance %s/%s: %w", p.Namespace, p.Spec.InstanceRef.Name, err)
+		return resolution{}, fmt.Errorf("list OrgTrustPolicies of MISPInstance %s/%s: %w", p.Namespace, p.Spec.InstanceRef.Name, err)
 	}
 	self := trust.Key(p)
-	cands := []trust.Candidate{{Key: self, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: orgs}}
-	name := trust.WarninglistName(p)
-	var nameUsers []*v1alpha1.OrgTrustPolicy
+	live := []*v1alpha1.OrgTrustPolicy{p}
 	for i := range siblings.Items {
 		s := &siblings.Items[i]
 		if s.UID == p.UID || trust.Key(s) == self || !s.DeletionTimestamp.IsZero() {
 			continue
 		}
-		sOrgs, _, err := trust.EffectiveOrgs(s, lookup)
-		if err != nil {
-			return res, fmt.Errorf("organisations of sibling OrgTrustPolicy %s: %w", trust.Key(s), err)
-		}
-		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: sOrgs})
-		if trust.WarninglistName(s) == name {
-			nameUsers = append(nameUsers, s)
-		}
+		live = append(live, s)
 	}
-	rs := trust.Resolve(cands)
-	res.Losses = rs.Losses[self]
-	res.Won = make([]trust.Org, 0, len(orgs))
-	for _, o := range orgs {
-		if rs.Winner[o.UUID] == self {
-			res.Won = append(res.Won, o)
-		}
+	sort.Slice(live, func(i, j int) bool { return trust.Key(live[i]) < trust.Key(live[j]) })
+
+	instKey := types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.InstanceRef.Name}
+	byPolicy, err := r.precedence.compute(ctx, client.ObjectKeyFromObject(p), instKey, live)
+	if err != nil {
+		return resolution{}, err
 	}
-	if len(nameUsers) > 0 {
-		// The oldest policy keeps a warninglist name (then the policy key): a new
-		// policy that copies a name never takes the list over.
-		nameUsers = append(nameUsers, p)
-		sort.SliceStable(nameUsers, func(i, j int) bool {
-			a, b := nameUsers[i], nameUsers[j]
-			if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-				return a.CreationTimestamp.Before(&b.CreationTimestamp)
-			}
-			return trust.Key(a) < trust.Key(b)
-		})
-		if owner := nameUsers[0]; owner != p {
-			res.NameOwner = trust.Key(owner)
-		}
-	}
+	res := *byPolicy[self]
+	res.NameOwner = nameOwner(p, live)
 	return res, nil
+}
+
+// compute returns the resolution of every live policy of one instance, from
+// the cache when no input changed.
+func (pr *precedence) compute(ctx context.Context, policy, inst types.NamespacedName, live []*v1alpha1.OrgTrustPolicy) (map[string]*resolution, error) {
+	sig, err := pr.signature(ctx, inst.Namespace, live)
+	if err != nil {
+		return nil, err
+	}
+	e := pr.entry(policy, inst)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sig == sig && e.byPolicy != nil {
+		return e.byPolicy, nil
+	}
+	read := pr.sources.Reader(ctx, inst.Namespace)
+	cands := make([]trust.Candidate, 0, len(live))
+	byPolicy := make(map[string]*resolution, len(live))
+	for _, s := range live {
+		orgs, problems, err := trust.EffectiveOrgsFrom(s, read)
+		if err != nil {
+			return nil, fmt.Errorf("organisations of OrgTrustPolicy %s: %w", trust.Key(s), err)
+		}
+		res := &resolution{Orgs: len(orgs), Problems: problems}
+		for i := range problems {
+			if problems[i].Unusable() {
+				res.Unusable = &problems[i]
+				break
+			}
+		}
+		byPolicy[trust.Key(s)] = res
+		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: orgs})
+	}
+	part := trust.Partition(cands, maxListed)
+	for key, res := range byPolicy {
+		res.Won = part.Won[key]
+		res.Losses, res.LossCount = part.Losses[key], part.LossCount[key]
+	}
+	e.sig, e.byPolicy = sig, byPolicy
+	return byPolicy, nil
+}
+
+// signature identifies every input of the rule for one instance: each live
+// policy (uid and generation: its spec) and each ConfigMap they read (uid and
+// resourceVersion: its data and its opt-in label).
+func (pr *precedence) signature(ctx context.Context, ns string, live []*v1alpha1.OrgTrustPolicy) (string, error) {
+	var b strings.Builder
+	var names []string
+	for _, s := range live {
+		fmt.Fprintf(&b, "%s/%s/%d;", trust.Key(s), s.UID, s.Generation)
+		for _, ref := range s.Spec.OrganisationsFrom {
+			if !slices.Contains(names, ref.Name) {
+				names = append(names, ref.Name)
+			}
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v, err := pr.sources.Version(ctx, ns, n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "cm:%s=%s;", n, v)
+	}
+	return b.String(), nil
+}
+
+// nameOwner returns the key of the policy that keeps p's warninglist name when
+// several live policies of the instance use it: the oldest (then the policy
+// key), so a new policy that copies a name never takes the list over.
+func nameOwner(p *v1alpha1.OrgTrustPolicy, live []*v1alpha1.OrgTrustPolicy) string {
+	name := trust.WarninglistName(p)
+	var users []*v1alpha1.OrgTrustPolicy
+	for _, s := range live {
+		if trust.WarninglistName(s) == name {
+			users = append(users, s)
+		}
+	}
+	if len(users) < 2 {
+		return ""
+	}
+	sort.SliceStable(users, func(i, j int) bool {
+		a, b := users[i], users[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return trust.Key(a) < trust.Key(b)
+	})
+	if owner := users[0]; owner != p {
+		return trust.Key(owner)
+	}
+	return ""
 }

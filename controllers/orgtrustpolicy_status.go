@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,8 @@ const (
 	ReasonOrganisationsWonElsewhere = "OrganisationsWonElsewhere"
 	ReasonPermitted                 = "Permitted"
 	ReasonSyncPending               = "SyncPending"
+	ReasonNoNameConflict            = "NoNameConflict"
+	ReasonClaimedElsewhere          = "ClaimedElsewhere"
 )
 
 // policyStatus is the part of OrgTrustPolicyStatus the controller owns.
@@ -40,6 +43,7 @@ type policyStatusBuilder struct {
 	conf metav1.Condition // Conflicts
 	sync metav1.Condition // Synced
 	cur  metav1.Condition // CurationPermitted
+	name metav1.Condition // NameConflict
 	// gate is set while the instance keeps the controller from calling MISP.
 	gate *refusal
 }
@@ -58,33 +62,51 @@ func newPolicyStatus(p *v1alpha1.OrgTrustPolicy) *policyStatusBuilder {
 	b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionUnknown, ReasonSyncPending, pending)
 	b.sync = cond(v1alpha1.ConditionSynced, metav1.ConditionUnknown, ReasonSyncPending, pending)
 	b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionUnknown, ReasonSyncPending, pending)
+	b.name = cond(v1alpha1.ConditionNameConflict, metav1.ConditionFalse, ReasonNoNameConflict, "No other object claims this policy's warninglist.")
 	return b
 }
 
 // setResolution reports the organisation sources and the precedence rule.
 func (b *policyStatusBuilder) setResolution(res resolution) {
-	b.st.Organisations = int32(len(res.Orgs))
+	b.st.Organisations = int32(res.Orgs)
 	if len(res.Problems) == 0 {
 		b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionTrue, ReasonAllValid,
-			fmt.Sprintf("Every organisation source parsed: %s.", plural(len(res.Orgs), "organisation")))
+			fmt.Sprintf("Every organisation source parsed: %s.", plural(res.Orgs, "organisation")))
 	} else {
-		items := make([]string, len(res.Problems))
-		for i, pr := range res.Problems {
-			items[i] = pr.String()
+		// Summaries of the invalid lines not kept (trust.MaxProblemsPerSource) are
+		// counted in "(and N more)", not listed.
+		var items []string
+		for _, pr := range res.Problems {
+			if pr.Kind != trust.ProblemMoreLines && len(items) < maxListed {
+				items = append(items, pr.String())
+			}
 		}
-		b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionFalse, ReasonInvalidOrganisations,
-			fmt.Sprintf("%s in the organisation sources (valid lines are used): %s.", plural(len(res.Problems), "problem"), listCapped(items, maxListed)))
+		total := trust.CountProblems(res.Problems)
+		listed := strings.Join(items, "; ")
+		if more := total - len(items); more > 0 {
+			listed = fmt.Sprintf("%s (and %d more)", listed, more)
+		}
+		reason := ReasonInvalidOrganisations
+		if res.Unusable != nil && res.Unusable.Kind == trust.ProblemNotAllowed {
+			reason = ReasonOrganisationsSourceNotAllowed
+		}
+		b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionFalse, reason,
+			fmt.Sprintf("%s in the organisation sources (valid lines are used): %s.", plural(total, "problem"), listed))
 	}
-	if len(res.Losses) == 0 {
+	if res.LossCount == 0 {
 		b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionFalse, ReasonNoConflicts, "No organisation of this policy is won by another policy.")
 	} else {
 		items := make([]string, len(res.Losses))
 		for i, l := range res.Losses {
 			items[i] = fmt.Sprintf("%s (won by %s)", l.OrgUUID, l.Winner)
 		}
+		listed := strings.Join(items, "; ")
+		if more := res.LossCount - len(items); more > 0 {
+			listed = fmt.Sprintf("%s (and %d more)", listed, more)
+		}
 		b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionTrue, ReasonOrganisationsWonElsewhere,
 			fmt.Sprintf("%s listed here %s won by other policies of the instance (higher priority, then more reliable grade, then name) and left out of this warninglist: %s.",
-				plural(len(res.Losses), "organisation"), isAre(len(res.Losses)), listCapped(items, maxListed)))
+				plural(res.LossCount, "organisation"), isAre(res.LossCount), listed))
 	}
 }
 
@@ -133,14 +155,30 @@ func (b *policyStatusBuilder) setCuration(inst *v1alpha1.MISPInstance) {
 	}
 }
 
+// setNameConflict reports that this policy was refused a list another
+// object owns (reason WarninglistNameTaken or WarninglistOwnedElsewhere).
+func (b *policyStatusBuilder) setNameConflict(reason, message string) {
+	b.name = cond(v1alpha1.ConditionNameConflict, metav1.ConditionTrue, reason, message)
+}
+
+// setClaims reports, on the owner's side, the policies refused its list.
+func (b *policyStatusBuilder) setClaims(claimants []string) {
+	if len(claimants) == 0 || b.name.Status == metav1.ConditionTrue {
+		return
+	}
+	b.name = cond(v1alpha1.ConditionNameConflict, metav1.ConditionTrue, ReasonClaimedElsewhere, fmt.Sprintf(
+		"This policy keeps its warninglist; %s also %s it and %s refused: %s.", plural(len(claimants), "other policy"),
+		map[bool]string{true: "names", false: "name"}[len(claimants) == 1], isAre(len(claimants)), listCapped(claimants, maxListed)))
+}
+
 // setSynced records the warninglist outcome.
 func (b *policyStatusBuilder) setSynced(status metav1.ConditionStatus, reason, message string) {
 	b.sync = cond(v1alpha1.ConditionSynced, status, reason, message)
 }
 
 // setWarninglist records the list written to MISP.
-func (b *policyStatusBuilder) setWarninglist(id string, want desiredList) {
-	b.st.Warninglist = &v1alpha1.WarninglistStatus{ID: id, Name: want.Name, Entries: int32(want.Orgs), EntriesHash: want.EntriesHash}
+func (b *policyStatusBuilder) setWarninglist(id string, version int, want desiredList) {
+	b.st.Warninglist = &v1alpha1.WarninglistStatus{ID: id, Name: want.Name, Entries: int32(want.Orgs), EntriesHash: want.EntriesHash, Version: int64(version)}
 }
 
 // ready summarises: the list matches the policy and every source parsed.
@@ -163,7 +201,7 @@ func (b *policyStatusBuilder) ready() metav1.Condition {
 // apply writes the status when it differs from the object's; it reports
 // whether it wrote.
 func (b *policyStatusBuilder) apply(ctx context.Context, c client.Client, now metav1.Time) (bool, error) {
-	wanted := []metav1.Condition{b.ready(), b.sync, b.orgs, b.conf, b.cur}
+	wanted := []metav1.Condition{b.ready(), b.sync, b.orgs, b.conf, b.cur, b.name}
 	conds, changed := mergeConditions(b.p.Status.Conditions, wanted, b.p.Generation, now)
 	b.st.Conditions = conds
 	old := b.p.Status
@@ -181,15 +219,17 @@ func warninglistEqual(a, b *v1alpha1.WarninglistStatus) bool {
 	return *a == *b
 }
 
-// statusRecord is what the status says about the list (used after a restart).
-func statusRecord(p *v1alpha1.OrgTrustPolicy) listRecord {
+// statusRecord is what the status says about the list (used after a
+// restart); description is what the list's description is when the record is
+// current (the status does not hold it).
+func statusRecord(p *v1alpha1.OrgTrustPolicy, description string) listRecord {
 	wl := p.Status.Warninglist
 	if wl == nil {
 		return listRecord{}
 	}
 	synced := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionSynced)
 	return listRecord{
-		ID: wl.ID, Name: wl.Name, EntriesHash: wl.EntriesHash, Description: warninglistDescription(p),
+		ID: wl.ID, Name: wl.Name, EntriesHash: wl.EntriesHash, Description: description, Version: int(wl.Version),
 		InSync: synced != nil && synced.Status == metav1.ConditionTrue,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // EventRecorderName is the reporting controller of the Events the controller emits.
@@ -34,7 +35,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		client:     mgr.GetClient(),
 		apiReader:  mgr.GetAPIReader(),
 		clients:    clients,
-		configMaps: newConfigMapData(mgr.GetCache(), mgr.GetAPIReader()),
+		claims:     newClaims(),
+		precedence: newPrecedence(trust.NewConfigMapOrgs(mgr.GetCache(), mgr.GetAPIReader())),
 		mem:        newListMemory(),
 		recorder:   mgr.GetEventRecorder(EventRecorderName),
 		metrics:    newMetrics(opts.Registerer),

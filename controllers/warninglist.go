@@ -4,8 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
+	"regexp"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/misp"
@@ -27,49 +31,126 @@ const (
 // and what the client sends for an empty slice.
 var matchAll = []string{"ALL"}
 
-// desiredList is the warninglist a policy should have in MISP.
+// desiredList is the warninglist a policy should have in MISP. Its entries are
+// not held as strings: a 500,000-organisation list would cost 40 MB per
+// reconcile; they are produced from the organisations when a write needs them.
 type desiredList struct {
 	Name        string
 	Description string
-	Entries     []misp.WarninglistEntry // sorted by value
-	// EntriesHash digests Entries (status.warninglist.entriesHash).
+	// EntriesHash digests the entries (status.warninglist.entriesHash); the
+	// description carries it too, so MISP itself says which entries it was
+	// given.
 	EntriesHash string
 	// Orgs is the number of organisations in the list (0 with the placeholder).
 	Orgs int
+
+	prefix      string
+	won         []trust.Org // sorted by UUID; none: the placeholder
+	placeholder string      // the placeholder's comment
 }
 
-// warninglistDescription names the managing CR, so a MISP admin knows where
-// to make changes.
-func warninglistDescription(p *v1alpha1.OrgTrustPolicy) string {
-	return fmt.Sprintf("Managed by misp-trust-operator: OrgTrustPolicy %s/%s. Edits in MISP are reverted.", p.Namespace, p.Name)
+// listOwner is what a list's description says of the object that manages it
+// (design.md §Security model: ownership is recorded in MISP).
+type listOwner struct {
+	Policy      string // "namespace/name"
+	Instance    string // "namespace/name" of the MISPInstance
+	InstanceUID types.UID
+}
+
+func ownerOf(p *v1alpha1.OrgTrustPolicy, inst *v1alpha1.MISPInstance) listOwner {
+	o := listOwner{Policy: trust.Key(p), Instance: p.Namespace + "/" + p.Spec.InstanceRef.Name}
+	if inst != nil {
+		o.InstanceUID = inst.UID
+	}
+	return o
+}
+
+const descriptionPrefix = "Managed by misp-trust-operator: OrgTrustPolicy "
+
+// warninglistDescription names the managing CR and its MISPInstance's uid, so
+// a MISP admin knows where to make changes and no other object takes the list
+// over, and the hash of the entries written.
+func warninglistDescription(o listOwner, hash string) string {
+	return fmt.Sprintf("%s%s of MISPInstance %s (uid %s). Edits in MISP are reverted. Entries: %s.",
+		descriptionPrefix, o.Policy, o.Instance, o.InstanceUID, hash)
+}
+
+// descriptionRE reads warninglistDescription, and the description written
+// before ownership was recorded ("… OrgTrustPolicy ns/name. Edits in MISP are
+// reverted."), whose owner has no instance uid.
+var descriptionRE = regexp.MustCompile(`^Managed by misp-trust-operator: OrgTrustPolicy (\S+?)(?: of MISPInstance (\S+) \(uid (\S*)\))?\. Edits in MISP are reverted\.`)
+
+// parseOwner returns the owner a list's description names; ok is false for a
+// list the operator never wrote (e.g. made by hand, adoptable by name).
+func parseOwner(description string) (o listOwner, ok bool) {
+	m := descriptionRE.FindStringSubmatch(description)
+	if m == nil {
+		return o, false
+	}
+	return listOwner{Policy: m[1], Instance: m[2], InstanceUID: types.UID(m[3])}, true
 }
 
 // buildDesiredList turns the organisations a policy wins into entries
 // "<valuePrefix><uuid>" with the organisation's name as comment. won must be
-// sorted by UUID (trust.EffectiveOrgs sorts).
-func buildDesiredList(p *v1alpha1.OrgTrustPolicy, won []trust.Org) desiredList {
-	prefix := trust.ValuePrefix(p)
-	d := desiredList{Name: trust.WarninglistName(p), Description: warninglistDescription(p), Orgs: len(won)}
+// sorted by UUID (trust.Partition sorts); it is sorted here otherwise.
+func buildDesiredList(p *v1alpha1.OrgTrustPolicy, owner listOwner, won []trust.Org) desiredList {
+	d := desiredList{Name: trust.WarninglistName(p), Orgs: len(won), prefix: trust.ValuePrefix(p), won: won}
 	if len(won) == 0 {
-		d.Entries = []misp.WarninglistEntry{{
-			Value:   prefix + placeholderUUID,
-			Comment: fmt.Sprintf("placeholder: OrgTrustPolicy %s/%s trusts no organisation (MISP refuses an empty list)", p.Namespace, p.Name),
-		}}
-	} else {
-		d.Entries = make([]misp.WarninglistEntry, len(won))
-		for i, o := range won {
-			// MISP trims comments in the string form of entries (parseFreetext); trim
-			// here too, or a name with surrounding spaces would read back as drift.
-			d.Entries[i] = misp.WarninglistEntry{Value: prefix + o.UUID, Comment: strings.TrimSpace(o.Name)}
-		}
-		// The prefix is the same for every entry, so UUID order is value order;
-		// sort anyway in case the caller did not.
-		if !slices.IsSortedFunc(d.Entries, compareEntries) {
-			slices.SortFunc(d.Entries, compareEntries)
-		}
+		d.placeholder = fmt.Sprintf("placeholder: OrgTrustPolicy %s/%s trusts no organisation (MISP refuses an empty list)", p.Namespace, p.Name)
+	} else if !slices.IsSortedFunc(won, compareOrgs) {
+		d.won = slices.Clone(won)
+		slices.SortFunc(d.won, compareOrgs)
 	}
-	d.EntriesHash = hashEntries(d.Entries)
+	h := sha256.New()
+	d.each(func(value1, value2, comment string) {
+		h.Write([]byte(value1))
+		h.Write([]byte(value2))
+		h.Write([]byte{0})
+		h.Write([]byte(comment))
+		h.Write([]byte{'\n'})
+	})
+	d.EntriesHash = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	d.Description = warninglistDescription(owner, d.EntriesHash)
 	return d
+}
+
+func compareOrgs(a, b trust.Org) int { return strings.Compare(a.UUID, b.UUID) }
+
+// each calls fn for every entry in value order, the value given in two parts
+// (prefix and UUID) so that no string is built for it.
+func (d desiredList) each(fn func(value1, value2, comment string)) {
+	if len(d.won) == 0 {
+		fn(d.prefix, placeholderUUID, d.placeholder)
+		return
+	}
+	for _, o := range d.won {
+		// MISP trims comments in the string form of entries (parseFreetext); trim
+		// here too, or a name with surrounding spaces would read back as drift.
+		fn(d.prefix, o.UUID, strings.TrimSpace(o.Name))
+	}
+}
+
+// entryCount is the number of entries (the placeholder included).
+func (d desiredList) entryCount() int { return max(len(d.won), 1) }
+
+// entries builds the entries, for a write.
+func (d desiredList) entries() []misp.WarninglistEntry {
+	out := make([]misp.WarninglistEntry, 0, d.entryCount())
+	d.each(func(v1, v2, comment string) {
+		out = append(out, misp.WarninglistEntry{Value: v1 + v2, Comment: comment})
+	})
+	return out
+}
+
+// Len and Entry make the list a misp.EntrySource: a write encodes the entries
+// straight from the organisations.
+func (d desiredList) Len() int { return d.entryCount() }
+
+func (d desiredList) Entry(i int) (prefix, value, comment string) {
+	if len(d.won) == 0 {
+		return d.prefix, placeholderUUID, d.placeholder
+	}
+	return d.prefix, d.won[i].UUID, strings.TrimSpace(d.won[i].Name)
 }
 
 // warninglist is the body of add and edit.
@@ -80,27 +161,52 @@ func (d desiredList) warninglist() misp.Warninglist {
 		Category:           warninglistCategory,
 		Description:        d.Description,
 		MatchingAttributes: matchAll,
-		Entries:            d.Entries,
+		Source:             d,
 	}
 }
 
-func compareEntries(a, b misp.WarninglistEntry) int {
-	if c := strings.Compare(a.Value, b.Value); c != 0 {
-		return c
-	}
-	return strings.Compare(a.Comment, b.Comment)
+// entryDigests are 64-bit digests of entries, sorted: comparing a list read
+// from MISP with the desired one costs 8 bytes per entry, whatever the size of
+// the list (the view is streamed, misp.Client.ScanWarninglist).
+type entryDigests struct {
+	seed maphash.Seed
+	sums []uint64
+	// more counts entries past maxScannedEntries, not digested (a list that
+	// long is not ours: it differs anyway).
+	more int
 }
 
-// hashEntries is a stable digest of sorted entries.
-func hashEntries(entries []misp.WarninglistEntry) string {
-	h := sha256.New()
-	for _, e := range entries {
-		h.Write([]byte(e.Value))
-		h.Write([]byte{0})
-		h.Write([]byte(e.Comment))
-		h.Write([]byte{'\n'})
+// maxScannedEntries bounds the digests kept of one list read from MISP.
+const maxScannedEntries = 2_000_000
+
+func entryDigest(seed maphash.Seed, v1, v2, comment string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.WriteString(v1)
+	h.WriteString(v2)
+	h.WriteByte(0)
+	h.WriteString(comment)
+	return h.Sum64()
+}
+
+// digests of the desired entries.
+func (d desiredList) digests(seed maphash.Seed) entryDigests {
+	e := entryDigests{seed: seed, sums: make([]uint64, 0, d.entryCount())}
+	d.each(func(v1, v2, comment string) { e.sums = append(e.sums, entryDigest(seed, v1, v2, comment)) })
+	slices.Sort(e.sums)
+	return e
+}
+
+// collector returns a fresh digest collector for misp.Client.ScanWarninglist.
+func (e *entryDigests) collector() func(misp.WarninglistEntry) {
+	e.sums, e.more = e.sums[:0], 0
+	return func(en misp.WarninglistEntry) {
+		if len(e.sums) >= maxScannedEntries {
+			e.more++
+			return
+		}
+		e.sums = append(e.sums, entryDigest(e.seed, en.Value, "", en.Comment))
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // listDiff is how a list read from MISP differs from the desired one.
@@ -131,10 +237,10 @@ func (d listDiff) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// diffList compares a list read with ViewWarninglist to the desired one.
-// Entries are compared as sets of (value, comment): MISP keeps insertion
-// order, but order carries no meaning.
-func diffList(got *misp.Warninglist, want desiredList) listDiff {
+// diffList compares a list read with ScanWarninglist (metadata, and the
+// digests of its entries) to the desired one. Entries are compared as sets of
+// (value, comment): MISP keeps insertion order, but order carries no meaning.
+func diffList(got *misp.Warninglist, have entryDigests, want desiredList, wantSums []uint64) listDiff {
 	var d listDiff
 	if got.Name != want.Name {
 		d.Metadata = append(d.Metadata, "name")
@@ -153,15 +259,14 @@ func diffList(got *misp.Warninglist, want desiredList) listDiff {
 	}
 	d.Disabled = !got.Enabled
 
-	have := slices.Clone(got.Entries)
-	slices.SortFunc(have, compareEntries)
+	slices.Sort(have.sums)
 	i, j := 0, 0
-	for i < len(have) && j < len(want.Entries) {
-		switch c := compareEntries(have[i], want.Entries[j]); {
-		case c == 0:
+	for i < len(have.sums) && j < len(wantSums) {
+		switch a, b := have.sums[i], wantSums[j]; {
+		case a == b:
 			i++
 			j++
-		case c < 0:
+		case a < b:
 			d.Extra++
 			i++
 		default:
@@ -169,8 +274,8 @@ func diffList(got *misp.Warninglist, want desiredList) listDiff {
 			j++
 		}
 	}
-	d.Extra += len(have) - i
-	d.Missing += len(want.Entries) - j
+	d.Extra += len(have.sums) - i + have.more
+	d.Missing += len(wantSums) - j
 	return d
 }
 

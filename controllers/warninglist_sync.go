@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -14,15 +15,15 @@ import (
 )
 
 // warninglistAPI is what the OrgTrustPolicy reconciler asks MISP, in the
-// shape of a Crossplane external client: observe (Find, View), create (Add,
-// then enable), update (Edit, enable) and delete. Contract relied on:
+// shape of a Crossplane external client: observe (Find, Scan), create (Add,
+// then enable), update (Update, enable) and delete. Contract relied on:
 // AddWarninglist returns the id of a list created by an earlier attempt that
 // failed in transit; DeleteWarninglist succeeds when the list is already gone.
 type warninglistAPI interface {
 	FindWarninglist(ctx context.Context, name string) (*misp.Warninglist, error)
-	ViewWarninglist(ctx context.Context, id string) (*misp.Warninglist, error)
+	ScanWarninglist(ctx context.Context, id string, start func() func(misp.WarninglistEntry)) (*misp.Warninglist, error)
 	AddWarninglist(ctx context.Context, wl misp.Warninglist) (string, error)
-	EditWarninglist(ctx context.Context, id string, wl misp.Warninglist) error
+	UpdateWarninglist(ctx context.Context, id string, wl misp.Warninglist) (int, error)
 	SetWarninglistEnabled(ctx context.Context, id string, enabled bool) error
 	DeleteWarninglist(ctx context.Context, id string) error
 }
@@ -33,6 +34,11 @@ type listRecord struct {
 	ID, Name    string
 	EntriesHash string
 	Description string
+	// Version is the list's version in MISP after the operator's last write or
+	// read (0: unknown). MISP increments it at every edit, the UI's included:
+	// an unchanged version, entry count and description mean an unchanged
+	// list, and a resync needs no download of its entries.
+	Version int
 	// InSync: the list matched the record when it was made (written and
 	// enabled, or read back equal). Differences found later are drift.
 	InSync bool
@@ -116,23 +122,37 @@ type syncOutcome struct {
 	Drift       []string
 	DriftDetail string
 	// Refused is set when the list must not be written (a default list has
-	// the name, or MISP refuses the name): Reason and Message for Synced.
+	// the name, MISP refuses the name, another object owns the list): Reason
+	// and Message for Synced.
 	Refused *refusal
+	// Version of the list in MISP, when known.
+	Version int
 }
 
-type refusal struct{ Reason, Message string }
+// refusal says why MISP is not called, or a list not written. Owner is set
+// when another policy owns the list (it is told of the clash).
+type refusal struct {
+	Reason, Message string
+	Owner           string
+}
 
 // Synced reasons of OrgTrustPolicy.
 const (
-	ReasonSynced                     = "Synced"
-	ReasonDefaultList                = "DefaultList"
-	ReasonWarninglistNameTaken       = "WarninglistNameTaken"
+	ReasonSynced               = "Synced"
+	ReasonDefaultList          = "DefaultList"
+	ReasonWarninglistNameTaken = "WarninglistNameTaken"
+	// ReasonWarninglistOwnedElsewhere: the list's description in MISP names
+	// another owner (another policy, or the same name from another instance).
+	ReasonWarninglistOwnedElsewhere  = "WarninglistOwnedElsewhere"
 	ReasonInstanceNotFound           = "InstanceNotFound"
 	ReasonInstanceNotReady           = "InstanceNotReady"
 	ReasonOrganisationsSourceMissing = "OrganisationsSourceMissing"
-	ReasonMISPUnavailable            = "MISPUnavailable"
-	ReasonMISPRejected               = "MISPRejected"
-	ReasonPermissionDenied           = "PermissionDenied"
+	// ReasonOrganisationsSourceNotAllowed: an organisationsFrom ConfigMap does
+	// not carry the opt-in label trust.AllowLabel.
+	ReasonOrganisationsSourceNotAllowed = "OrganisationsSourceNotAllowed"
+	ReasonMISPUnavailable               = "MISPUnavailable"
+	ReasonMISPRejected                  = "MISPRejected"
+	ReasonPermissionDenied              = "PermissionDenied"
 )
 
 // syncer reconciles one policy's list against one MISP.
@@ -143,18 +163,31 @@ type syncer struct {
 	name     types.NamespacedName
 	uid      types.UID
 	instance string
-	now      time.Time
-	interval time.Duration // resync interval (jittered here)
+	// owner is what the list's description says of this policy; a list whose
+	// description names another owner is only written when foreign allows it.
+	owner   listOwner
+	foreign foreignOwner
+	now     time.Time
+	// interval is the resync interval (jittered here).
+	interval time.Duration
 }
+
+// foreignOwner decides about a list whose description names another owner o:
+// nil when this policy may take it over (o is gone), else the refusal.
+type foreignOwner func(ctx context.Context, wl *misp.Warninglist, o listOwner) (*refusal, error)
 
 // sync makes the list in MISP equal to want, spending as few calls as the
 // situation allows:
 //
 //   - in sync and no resync due: no call;
 //   - policy changed, list known: one edit;
-//   - resync due, or nothing known (new policy, restart): read the list back
-//     (view by id, else find by name), then edit and/or enable only what
-//     differs — a new list costs find + add + toggleEnable.
+//   - resync due, list known: one index lookup (no entries), which shows the
+//     list unchanged when its version, entry count and description (which
+//     carries the entries' hash) are those last written or read;
+//   - otherwise (changed in MISP, new policy, restart without a version):
+//     read the list back (streamed: 8 bytes per entry are kept), then edit
+//     and/or enable only what differs — a new list costs find + add +
+//     toggleEnable.
 //
 // prev is the status' record, used when the memory has none (restart).
 func (s *syncer) sync(ctx context.Context, want desiredList, prev listRecord) (syncOutcome, error) {
@@ -162,11 +195,11 @@ func (s *syncer) sync(ctx context.Context, want desiredList, prev listRecord) (s
 		if st.EntriesHash == want.EntriesHash && st.Description == want.Description {
 			return syncOutcome{ID: st.ID}, nil
 		}
-		err := s.api.EditWarninglist(ctx, st.ID, want.warninglist())
+		version, err := s.api.UpdateWarninglist(ctx, st.ID, want.warninglist())
 		if err == nil {
 			s.metrics.writes.WithLabelValues("edit").Inc()
-			s.remember(st.ID, want, true, st.nextCheck)
-			return syncOutcome{ID: st.ID, Updated: true}, nil
+			s.remember(st.ID, want, version, true, st.nextCheck)
+			return syncOutcome{ID: st.ID, Updated: true, Version: version}, nil
 		}
 		s.mem.forget(s.name)
 		if !errors.Is(err, misp.ErrNotFound) {
@@ -177,15 +210,41 @@ func (s *syncer) sync(ctx context.Context, want desiredList, prev listRecord) (s
 	} else if ok {
 		prev = st.listRecord
 	}
+	if out, done, err := s.check(ctx, want, prev); done || err != nil {
+		return out, err
+	}
 	return s.observeAndRepair(ctx, want, prev)
+}
+
+// check looks the list up in MISP's index (no entries) and reports done when
+// it is exactly as last written or read.
+func (s *syncer) check(ctx context.Context, want desiredList, prev listRecord) (syncOutcome, bool, error) {
+	if prev.ID == "" || !prev.InSync || prev.Version <= 0 || prev.Name != want.Name ||
+		prev.EntriesHash != want.EntriesHash || prev.Description != want.Description {
+		return syncOutcome{}, false, nil
+	}
+	row, err := s.api.FindWarninglist(ctx, want.Name)
+	switch {
+	case errors.Is(err, misp.ErrNotFound):
+		return syncOutcome{}, false, nil
+	case err != nil:
+		return syncOutcome{ID: prev.ID}, true, fmt.Errorf("find warninglist %q: %w", want.Name, err)
+	case row.Default || row.ID != prev.ID || row.Version != prev.Version || row.EntryCount != want.entryCount() ||
+		row.Description != want.Description || !row.Enabled || row.Type != warninglistType ||
+		row.Category != warninglistCategory || !sameSet(row.MatchingAttributes, matchAll):
+		return syncOutcome{}, false, nil
+	}
+	s.remember(row.ID, want, row.Version, true, s.now.Add(jittered(s.interval)))
+	return syncOutcome{ID: row.ID, Version: row.Version}, true, nil
 }
 
 func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev listRecord) (syncOutcome, error) {
 	var out syncOutcome
 	var got *misp.Warninglist
+	have := entryDigests{seed: maphash.MakeSeed()}
 	deleted := false
 	if prev.ID != "" {
-		wl, err := s.api.ViewWarninglist(ctx, prev.ID)
+		wl, err := s.api.ScanWarninglist(ctx, prev.ID, have.collector)
 		switch {
 		case errors.Is(err, misp.ErrNotFound):
 			deleted = true
@@ -205,15 +264,25 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 		case err != nil:
 			return syncOutcome{ID: prev.ID}, fmt.Errorf("find warninglist %q: %w", want.Name, err)
 		case found.Default:
-			return syncOutcome{Refused: &refusal{ReasonDefaultList, fmt.Sprintf(
+			return syncOutcome{Refused: &refusal{Reason: ReasonDefaultList, Message: fmt.Sprintf(
 				"Warninglist %q (id %s) is a default list shipped with MISP; the operator never takes one over. Set spec.warninglistName to another name.", want.Name, found.ID)}}, nil
 		case got == nil || found.ID != got.ID:
-			// A custom list with the wanted name exists: adopt it (design.md).
-			wl, err := s.api.ViewWarninglist(ctx, found.ID)
+			// A custom list with the wanted name exists: adopt it (design.md),
+			// unless another object owns it.
+			if r, err := s.checkOwner(ctx, found); r != nil || err != nil {
+				return syncOutcome{Refused: r}, err
+			}
+			wl, err := s.api.ScanWarninglist(ctx, found.ID, have.collector)
 			if err != nil {
 				return syncOutcome{ID: prev.ID}, fmt.Errorf("view warninglist %s (%q) to adopt it: %w", found.ID, want.Name, err)
 			}
 			got, out.Adopted = wl, true
+		}
+	}
+	if got != nil && !out.Adopted {
+		// Ours by record, but a list is only ever written by its owner.
+		if r, err := s.checkOwner(ctx, got); r != nil || err != nil {
+			return syncOutcome{Refused: r}, err
 		}
 	}
 
@@ -231,7 +300,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			out.Drift, out.DriftDetail = []string{driftDeleted}, fmt.Sprintf("list %s was deleted", prev.ID)
 		}
 		// Not in sync until enabled: a failed enable is retried after a view.
-		s.remember(id, want, false, time.Time{})
+		s.remember(id, want, 0, false, time.Time{})
 		// New lists start disabled (misp-api.md §2.6); toggleEnable answers 200
 		// even when it fails, so the client checks "saved".
 		if err := s.api.SetWarninglistEnabled(ctx, id, true); err != nil {
@@ -239,27 +308,33 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 		}
 		out.Enabled = true
 		s.metrics.writes.WithLabelValues("enable").Inc()
-		s.remember(id, want, true, s.now.Add(jittered(s.interval)))
+		// A new list has version 1 (the column's default; misp-api.md §2.6). Were
+		// it edited meanwhile, the first resync sees another version and reads
+		// the list.
+		s.remember(id, want, 1, true, s.now.Add(jittered(s.interval)))
+		out.Version = 1
 		return out, nil
 	}
 
-	out.ID = got.ID
-	diff := diffList(got, want)
+	out.ID, out.Version = got.ID, got.Version
+	diff := diffList(got, have, want, want.digests(have.seed).sums)
 	wasInSync := prev.InSync && !out.Adopted && prev.ID == got.ID && prev.Name == want.Name &&
 		prev.EntriesHash == want.EntriesHash && prev.Description == want.Description
 	if diff.contentDiffers() {
-		if err := s.api.EditWarninglist(ctx, got.ID, want.warninglist()); err != nil {
+		version, err := s.api.UpdateWarninglist(ctx, got.ID, want.warninglist())
+		if err != nil {
 			if r := nameRefusal(err, want.Name); r != nil {
 				return syncOutcome{ID: got.ID, Refused: r}, nil
 			}
 			return out, fmt.Errorf("edit warninglist %s (%q): %w", got.ID, want.Name, err)
 		}
 		s.metrics.writes.WithLabelValues("edit").Inc()
+		out.Version = version
 		out.Renamed = got.Name != want.Name && !out.Adopted
 		out.Updated = !wasInSync
 	}
 	if diff.Disabled {
-		s.remember(got.ID, want, false, time.Time{})
+		s.remember(got.ID, want, out.Version, false, time.Time{})
 		if err := s.api.SetWarninglistEnabled(ctx, got.ID, true); err != nil {
 			return out, fmt.Errorf("enable warninglist %s (%q): %w", got.ID, want.Name, err)
 		}
@@ -278,13 +353,38 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 		}
 		out.DriftDetail = diff.String()
 	}
-	s.remember(got.ID, want, true, s.now.Add(jittered(s.interval)))
+	s.remember(got.ID, want, out.Version, true, s.now.Add(jittered(s.interval)))
 	return out, nil
 }
 
-func (s *syncer) remember(id string, want desiredList, inSync bool, next time.Time) {
+// checkOwner refuses a list whose description names another owner, unless
+// foreign lets this policy take it over. A list the operator never wrote (no
+// owner in its description) is adoptable by name.
+func (s *syncer) checkOwner(ctx context.Context, wl *misp.Warninglist) (*refusal, error) {
+	o, ok := parseOwner(wl.Description)
+	if !ok || o.Policy == s.owner.Policy {
+		return nil, nil
+	}
+	if s.foreign == nil {
+		return ownedElsewhere(wl, o), nil
+	}
+	return s.foreign(ctx, wl, o)
+}
+
+// ownedElsewhere is the refusal to write a list another object owns.
+func ownedElsewhere(wl *misp.Warninglist, o listOwner) *refusal {
+	inst := ""
+	if o.Instance != "" {
+		inst = fmt.Sprintf(" of MISPInstance %s (uid %s)", o.Instance, o.InstanceUID)
+	}
+	return &refusal{Reason: ReasonWarninglistOwnedElsewhere, Owner: o.Policy, Message: fmt.Sprintf(
+		"Warninglist %q (id %s) belongs to OrgTrustPolicy %s%s, as its description in MISP says; the operator never rewrites or deletes a list another object owns. Set spec.warninglistName to another name.",
+		truncateMISP(wl.Name), wl.ID, o.Policy, inst)}
+}
+
+func (s *syncer) remember(id string, want desiredList, version int, inSync bool, next time.Time) {
 	s.mem.set(s.name, listState{
-		listRecord: listRecord{ID: id, Name: want.Name, EntriesHash: want.EntriesHash, Description: want.Description, InSync: inSync},
+		listRecord: listRecord{ID: id, Name: want.Name, EntriesHash: want.EntriesHash, Description: want.Description, Version: version, InSync: inSync},
 		uid:        s.uid, instance: s.instance, nextCheck: next,
 	})
 }
@@ -296,40 +396,47 @@ func nameRefusal(err error, name string) *refusal {
 	if !errors.Is(err, misp.ErrValidation) || !strings.Contains(err.Error(), "already exists") {
 		return nil
 	}
-	return &refusal{ReasonWarninglistNameTaken, fmt.Sprintf(
+	return &refusal{Reason: ReasonWarninglistNameTaken, Message: fmt.Sprintf(
 		"MISP refuses the name %q: another warninglist has it (names are unique ignoring case). Set spec.warninglistName to another name.", name)}
 }
 
 // deleteList deletes the policy's list, identified by its record or, when
-// none, by name. A default list, or a list under the recorded id that carries
-// another name, is never deleted. Calls: view + delete + view (the client
-// confirms the 302 with a 404).
-func deleteList(ctx context.Context, api warninglistAPI, want desiredList, prev listRecord) (deletedID string, err error) {
-	id := ""
+// none, by name — only when its description names owner: a default list, a
+// list another object owns and a list the operator never wrote are never
+// deleted (kept says why). Calls: view + delete + view (the client confirms
+// the 302 with a 404).
+func deleteList(ctx context.Context, api warninglistAPI, want desiredList, prev listRecord, owner listOwner) (deletedID, kept string, err error) {
+	var wl *misp.Warninglist
 	if prev.ID != "" {
-		wl, err := api.ViewWarninglist(ctx, prev.ID)
+		got, err := api.ScanWarninglist(ctx, prev.ID, func() func(misp.WarninglistEntry) { return nil })
 		switch {
 		case errors.Is(err, misp.ErrNotFound):
 		case err != nil:
-			return "", fmt.Errorf("view warninglist %s before deleting it: %w", prev.ID, err)
-		case !wl.Default && (wl.Name == want.Name || wl.Name == prev.Name):
-			id = wl.ID
+			return "", "", fmt.Errorf("view warninglist %s before deleting it: %w", prev.ID, err)
+		case !got.Default && (got.Name == want.Name || got.Name == prev.Name):
+			wl = got
 		}
 	}
-	if id == "" {
+	if wl == nil {
 		found, err := api.FindWarninglist(ctx, want.Name)
 		switch {
 		case errors.Is(err, misp.ErrNotFound):
-			return "", nil
+			return "", "", nil
 		case err != nil:
-			return "", fmt.Errorf("find warninglist %q to delete it: %w", want.Name, err)
+			return "", "", fmt.Errorf("find warninglist %q to delete it: %w", want.Name, err)
 		case found.Default:
-			return "", nil
+			return "", "", nil
 		}
-		id = found.ID
+		wl = found
 	}
-	if err := api.DeleteWarninglist(ctx, id); err != nil {
-		return "", fmt.Errorf("delete warninglist %s (%q): %w", id, want.Name, err)
+	switch o, ok := parseOwner(wl.Description); {
+	case !ok:
+		return "", fmt.Sprintf("warninglist %q (id %s) was not written by the operator (its description names no owner)", truncateMISP(wl.Name), wl.ID), nil
+	case o.Policy != owner.Policy:
+		return "", fmt.Sprintf("warninglist %q (id %s) belongs to OrgTrustPolicy %s", truncateMISP(wl.Name), wl.ID, o.Policy), nil
 	}
-	return id, nil
+	if err := api.DeleteWarninglist(ctx, wl.ID); err != nil {
+		return "", "", fmt.Errorf("delete warninglist %s (%q): %w", wl.ID, want.Name, err)
+	}
+	return wl.ID, "", nil
 }

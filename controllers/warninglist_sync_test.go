@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -37,42 +38,58 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 	now := time.Now()
 	s := func(at time.Time) *syncer {
 		return &syncer{api: api, mem: mem, metrics: newMetrics(nil), name: types.NamespacedName{Namespace: "ns", Name: "high"},
-			uid: "uid-1", instance: "i", now: at, interval: time.Minute}
+			uid: "uid-1", instance: "i", owner: testOwner, now: at, interval: time.Minute}
 	}
 	p := testPolicy()
-	want := buildDesiredList(p, []trust.Org{{UUID: uuidN(1), Name: "One"}})
+	want := buildDesiredList(p, testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}})
 	ctx := context.Background()
 
 	type step struct {
-		name  string
-		at    time.Time
-		want  desiredList
-		check func(syncOutcome) error
-		calls map[string]int
+		name   string
+		before func()
+		at     time.Time
+		want   desiredList
+		check  func(syncOutcome) error
+		calls  map[string]int
 	}
-	changed := buildDesiredList(p, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	changed := buildDesiredList(p, testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	noWrite := func(o syncOutcome) error {
+		if o.Updated || o.Created || len(o.Drift) > 0 {
+			return errors.New("wrote on a no-op resync")
+		}
+		return nil
+	}
 	steps := []step{
-		{"a new list is found absent, added and enabled", now, want, func(o syncOutcome) error {
+		{"a new list is found absent, added and enabled", nil, now, want, func(o syncOutcome) error {
 			if !o.Created || !o.Enabled || o.ID == "" {
 				return errors.New("not created and enabled")
 			}
 			return nil
 		}, map[string]int{"/warninglists/index": 1, "/warninglists/add": 1, "/warninglists/toggleEnable": 1}},
-		{"in sync before the resync: no call", now.Add(time.Second), want, nil, map[string]int{}},
-		{"a changed policy: one edit", now.Add(2 * time.Second), changed, func(o syncOutcome) error {
-			if !o.Updated {
-				return errors.New("not reported as updated")
+		{"in sync before the resync: no call", nil, now.Add(time.Second), want, nil, map[string]int{}},
+		{"a changed policy: one edit", nil, now.Add(2 * time.Second), changed, func(o syncOutcome) error {
+			if !o.Updated || o.Version != 2 {
+				return errors.New("not reported as updated to version 2")
 			}
 			return nil
 		}, map[string]int{"/warninglists/edit": 1}},
-		{"resync due: one view, nothing else", now.Add(2 * time.Minute), changed, func(o syncOutcome) error {
-			if o.Updated || o.Created || len(o.Drift) > 0 {
-				return errors.New("wrote on a no-op resync")
+		{"resync due, version known from the edit: one index lookup, the entries are not downloaded", nil,
+			now.Add(2 * time.Minute), changed, noWrite, map[string]int{"/warninglists/index": 1}},
+		{"a list edited in MISP (version 3): index lookup, view, repair", func() {
+			id := srvListID(t, srv, changed.Name)
+			srv.EditWarninglistUI(id, func(w *misptest.WL) { w.Entries[0].Comment = "renamed in the UI" })
+		}, now.Add(4 * time.Minute), changed, func(o syncOutcome) error {
+			if len(o.Drift) != 1 || o.Drift[0] != driftEntries || o.Version != 4 {
+				return fmt.Errorf("drift %v version %d, want entries repaired to version 4", o.Drift, o.Version)
 			}
 			return nil
-		}, map[string]int{"/warninglists/view": 1}},
+		}, map[string]int{"/warninglists/index": 1, "/warninglists/view": 1, "/warninglists/edit": 1}},
+		{"next resync: one index lookup again", nil, now.Add(6 * time.Minute), changed, noWrite, map[string]int{"/warninglists/index": 1}},
 	}
 	for _, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
 		srv.ResetStats()
 		out, err := s(st.at).sync(ctx, st.want, listRecord{})
 		if err != nil {
@@ -94,17 +111,26 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		}
 	}
 
-	t.Run("after a restart the status record finds the list with one view", func(t *testing.T) {
+	t.Run("after a restart the status record finds the list with one index lookup, or one view without a version", func(t *testing.T) {
 		wl, _ := srv.WarninglistByName(want.Name)
-		srv.ResetStats()
-		fresh := s(now)
-		fresh.mem = newListMemory()
-		out, err := fresh.sync(ctx, changed, listRecord{ID: wl.ID, Name: changed.Name, EntriesHash: changed.EntriesHash, Description: changed.Description, InSync: true})
-		if err != nil || out.ID != wl.ID || out.Updated || len(out.Drift) > 0 {
-			t.Fatalf("out %+v err %v", out, err)
-		}
-		if got := srv.CallsByRoute(); len(got) != 1 || got["/warninglists/view"] != 1 {
-			t.Errorf("calls %v, want one view", got)
+		for _, tc := range []struct {
+			version int
+			calls   map[string]int
+		}{
+			{wl.Version, map[string]int{"/warninglists/index": 1}},
+			{0, map[string]int{"/warninglists/view": 1}},
+		} {
+			srv.ResetStats()
+			fresh := s(now)
+			fresh.mem = newListMemory()
+			out, err := fresh.sync(ctx, changed, listRecord{ID: wl.ID, Name: changed.Name, EntriesHash: changed.EntriesHash,
+				Description: changed.Description, Version: tc.version, InSync: true})
+			if err != nil || out.ID != wl.ID || out.Updated || len(out.Drift) > 0 {
+				t.Fatalf("out %+v err %v", out, err)
+			}
+			if got := srv.CallsByRoute(); fmt.Sprint(got) != fmt.Sprint(tc.calls) {
+				t.Errorf("version %d: calls %v, want %v", tc.version, got, tc.calls)
+			}
 		}
 	})
 	t.Run("a list under the recorded id with a foreign name is never touched", func(t *testing.T) {
@@ -113,9 +139,10 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		fresh := s(now)
 		fresh.mem = newListMemory()
 		fresh.name = types.NamespacedName{Namespace: "ns", Name: "other"}
+		fresh.owner = listOwner{Policy: "ns/other"}
 		p2 := testPolicy()
 		p2.Name = "other"
-		w2 := buildDesiredList(p2, []trust.Org{{UUID: uuidN(3)}})
+		w2 := buildDesiredList(p2, listOwner{Policy: "ns/other"}, []trust.Org{{UUID: uuidN(3)}})
 		out, err := fresh.sync(ctx, w2, listRecord{ID: other.ID, Name: "misp-trust-operator/ns/other", InSync: true})
 		if err != nil || !out.Created || out.ID == other.ID {
 			t.Fatalf("out %+v err %v: want a new list", out, err)
@@ -124,12 +151,23 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 			t.Errorf("foreign list changed: %+v", got)
 		}
 	})
+	t.Run("deleteList never deletes a list another object owns", func(t *testing.T) {
+		wl, _ := srv.WarninglistByName(want.Name)
+		srv.ResetStats()
+		id, kept, err := deleteList(ctx, api, changed, listRecord{ID: wl.ID, Name: changed.Name}, listOwner{Policy: "other-ns/high"})
+		if err != nil || id != "" || !strings.Contains(kept, "belongs to OrgTrustPolicy ns/high") {
+			t.Fatalf("deleteList = %q, %q, %v", id, kept, err)
+		}
+		if _, ok := srv.Warninglist(wl.ID); !ok || srv.Calls("/warninglists/delete") != 0 {
+			t.Error("deleted")
+		}
+	})
 	t.Run("deleteList deletes the recorded list and confirms it", func(t *testing.T) {
 		wl, _ := srv.WarninglistByName(want.Name)
 		srv.ResetStats()
-		id, err := deleteList(ctx, api, changed, listRecord{ID: wl.ID, Name: changed.Name})
-		if err != nil || id != wl.ID {
-			t.Fatalf("deleteList = %q, %v", id, err)
+		id, kept, err := deleteList(ctx, api, changed, listRecord{ID: wl.ID, Name: changed.Name}, testOwner)
+		if err != nil || id != wl.ID || kept != "" {
+			t.Fatalf("deleteList = %q, %q, %v", id, kept, err)
 		}
 		if _, ok := srv.Warninglist(wl.ID); ok {
 			t.Error("still there")
@@ -137,11 +175,20 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		if got := srv.CallsByRoute(); got["/warninglists/delete"] != 1 || got["/warninglists/view"] != 2 {
 			t.Errorf("calls %v, want view, delete, view", got)
 		}
-		id, err = deleteList(ctx, api, changed, listRecord{ID: wl.ID, Name: changed.Name})
+		id, _, err = deleteList(ctx, api, changed, listRecord{ID: wl.ID, Name: changed.Name}, testOwner)
 		if err != nil || id != "" {
 			t.Errorf("deleting again = %q, %v; want nothing to do", id, err)
 		}
 	})
+}
+
+func srvListID(t *testing.T, srv *misptest.Server, name string) string {
+	t.Helper()
+	wl, ok := srv.WarninglistByName(name)
+	if !ok {
+		t.Fatalf("no list %q", name)
+	}
+	return wl.ID
 }
 
 // versionProxy serves the double but answers getVersion with version.

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"hash/maphash"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -17,19 +18,26 @@ func testPolicy() *v1alpha1.OrgTrustPolicy {
 	return &v1alpha1.OrgTrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "high"}}
 }
 
+// testOwner is the owner testPolicy's lists record.
+var testOwner = listOwner{Policy: "ns/high", Instance: "ns/misp", InstanceUID: "inst-uid"}
+
 func TestBuildDesiredList(t *testing.T) {
 	orgs := []trust.Org{{UUID: uuidN(2), Name: " Two "}, {UUID: uuidN(1), Name: "One"}}
 	t.Run("entries are prefixed, commented with the trimmed name and sorted", func(t *testing.T) {
-		d := buildDesiredList(testPolicy(), orgs)
+		d := buildDesiredList(testPolicy(), testOwner, orgs)
 		want := []misp.WarninglistEntry{{Value: "org_uuid:" + uuidN(1), Comment: "One"}, {Value: "org_uuid:" + uuidN(2), Comment: "Two"}}
-		if len(d.Entries) != 2 || d.Entries[0] != want[0] || d.Entries[1] != want[1] {
-			t.Errorf("entries = %v, want %v", d.Entries, want)
+		if e := d.entries(); len(e) != 2 || e[0] != want[0] || e[1] != want[1] {
+			t.Errorf("entries = %v, want %v", e, want)
 		}
 		if d.Name != "misp-trust-operator/ns/high" || d.Orgs != 2 {
 			t.Errorf("name %q orgs %d", d.Name, d.Orgs)
 		}
-		if d.Description != "Managed by misp-trust-operator: OrgTrustPolicy ns/high. Edits in MISP are reverted." {
-			t.Errorf("description %q", d.Description)
+		if want := "Managed by misp-trust-operator: OrgTrustPolicy ns/high of MISPInstance ns/misp (uid inst-uid). Edits in MISP are reverted. Entries: " +
+			d.EntriesHash + "."; d.Description != want {
+			t.Errorf("description %q, want %q", d.Description, want)
+		}
+		if o, ok := parseOwner(d.Description); !ok || o != testOwner {
+			t.Errorf("parseOwner = %+v, %t; want %+v", o, ok, testOwner)
 		}
 		wl := d.warninglist()
 		if wl.Type != "string" || wl.Category != "known" || len(wl.MatchingAttributes) != 1 || wl.MatchingAttributes[0] != "ALL" {
@@ -37,12 +45,12 @@ func TestBuildDesiredList(t *testing.T) {
 		}
 	})
 	t.Run("the hash does not depend on input order and changes with any entry", func(t *testing.T) {
-		a := buildDesiredList(testPolicy(), orgs)
-		b := buildDesiredList(testPolicy(), []trust.Org{orgs[1], orgs[0]})
+		a := buildDesiredList(testPolicy(), testOwner, orgs)
+		b := buildDesiredList(testPolicy(), testOwner, []trust.Org{orgs[1], orgs[0]})
 		if a.EntriesHash != b.EntriesHash {
 			t.Error("same organisations, different hash")
 		}
-		c := buildDesiredList(testPolicy(), []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two!"}})
+		c := buildDesiredList(testPolicy(), testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two!"}})
 		if c.EntriesHash == a.EntriesHash {
 			t.Error("changed comment, same hash")
 		}
@@ -51,26 +59,27 @@ func TestBuildDesiredList(t *testing.T) {
 		p := testPolicy()
 		p.Spec.ValuePrefix = ptr.To("")
 		p.Spec.WarninglistName = "org-confidence-level-high"
-		d := buildDesiredList(p, orgs[:1])
-		if d.Entries[0].Value != uuidN(2) || d.Name != "org-confidence-level-high" {
-			t.Errorf("entry %q name %q", d.Entries[0].Value, d.Name)
+		d := buildDesiredList(p, testOwner, orgs[:1])
+		if d.entries()[0].Value != uuidN(2) || d.Name != "org-confidence-level-high" {
+			t.Errorf("entry %q name %q", d.entries()[0].Value, d.Name)
 		}
 	})
 	t.Run("no organisation gives the placeholder MISP accepts", func(t *testing.T) {
-		d := buildDesiredList(testPolicy(), nil)
-		if len(d.Entries) != 1 || d.Entries[0].Value != "org_uuid:"+placeholderUUID || d.Orgs != 0 {
-			t.Errorf("entries %v orgs %d", d.Entries, d.Orgs)
+		d := buildDesiredList(testPolicy(), testOwner, nil)
+		if e := d.entries(); len(e) != 1 || e[0].Value != "org_uuid:"+placeholderUUID || d.Orgs != 0 {
+			t.Errorf("entries %v orgs %d", e, d.Orgs)
 		}
 	})
 }
 
 func TestDiffList(t *testing.T) {
-	want := buildDesiredList(testPolicy(), []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	want := buildDesiredList(testPolicy(), testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
 	same := func() *misp.Warninglist {
+		e := want.entries()
 		return &misp.Warninglist{ID: "137", Name: want.Name, Description: want.Description, Type: "string", Category: "known",
 			MatchingAttributes: []string{"ALL"}, Enabled: true,
 			// MISP order is insertion order; reversed here to show order does not matter.
-			Entries: []misp.WarninglistEntry{want.Entries[1], want.Entries[0]}}
+			Entries: []misp.WarninglistEntry{e[1], e[0]}}
 	}
 	cases := []struct {
 		name   string
@@ -91,7 +100,14 @@ func TestDiffList(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			got := same()
 			c.mutate(got)
-			d := diffList(got, want)
+			// As ScanWarninglist hands them over: one entry at a time.
+			have := entryDigests{seed: maphash.MakeSeed()}
+			visit := have.collector()
+			for _, e := range got.Entries {
+				visit(e)
+			}
+			got.Entries = nil
+			d := diffList(got, have, want, want.digests(have.seed).sums)
 			if d.String() != c.want {
 				t.Errorf("diff = %q, want %q", d.String(), c.want)
 			}

@@ -8,12 +8,9 @@ import (
 	"os"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -25,6 +22,8 @@ import (
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
 	"github.com/misptrust/misp-trust-operator/curator/status"
+	"github.com/misptrust/misp-trust-operator/internal/kubecache"
+	"github.com/misptrust/misp-trust-operator/internal/memlimit"
 	"github.com/misptrust/misp-trust-operator/misp"
 )
 
@@ -42,7 +41,8 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 		renewDeadline = fs.Duration("leader-election-renew-deadline", DefaultRenewDeadline, "How long the leader keeps trying to renew before it gives up leading (less than the lease duration).")
 		retryPeriod   = fs.Duration("leader-election-retry-period", DefaultRetryPeriod, "How often candidates try to acquire or renew the Lease.")
 		flush         = fs.Duration("status-flush-interval", DefaultStatusFlushInterval, "A status is written at most once per interval, and only when it changed.")
-		namespace     = fs.String("namespace", "", "Only watch this namespace (default: all namespaces).")
+		watchNS       = fs.String("watch-namespaces", "", "Comma-separated namespaces to watch (default: all); see the controller's flag of the same name.")
+		namespace     = fs.String("namespace", "", "One namespace to watch; same as --watch-namespaces with one namespace.")
 		kubeconfig    = fs.String("kubeconfig", "", "Path to a kubeconfig; only needed outside a cluster (KUBECONFIG is honoured too).")
 		mispTimeout   = fs.Duration("misp-timeout", 30*time.Second, "Timeout of one MISP HTTP request (a MISPInstance's spec.api.timeout wins).")
 		mispRetries   = fs.Int("misp-max-retries", 4, "Retries of a MISP request after a network error, 5xx or 429.")
@@ -68,13 +68,21 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("curator: want --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration, got %s, %s, %s",
 			*retryPeriod, *renewDeadline, *leaseDuration)
 	}
+	namespaces, err := kubecache.Namespaces(*watchNS, *namespace)
+	if err != nil {
+		return fmt.Errorf("curator: --watch-namespaces: %w", err)
+	}
 	if *flush < 100*time.Millisecond {
 		return fmt.Errorf("curator: --status-flush-interval must be at least 100ms, got %s", *flush)
 	}
 
 	logger := zap.New(zap.UseFlagOptions(&zopts))
 	ctrl.SetLogger(logger)
-	logger.Info("starting misp-trust-operator curator", "version", version, "namespace", *namespace)
+	memLimit, err := memlimit.Apply(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("curator: %w", err)
+	}
+	logger.Info("starting misp-trust-operator curator", "version", version, "namespaces", namespaces, "goMemoryLimit", memLimit)
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -86,7 +94,7 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 		LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod,
 		// Hand the Lease over at once on a clean shutdown (rolling updates).
 		ReleaseOnCancel:     true,
-		Namespace:           *namespace,
+		Namespaces:          namespaces,
 		StatusFlushInterval: *flush,
 		// controller-runtime's registry is served on the manager's metrics endpoint.
 		Registerer: crmetrics.Registry,
@@ -126,9 +134,10 @@ func NewManager(restCfg *rest.Config, c Config) (manager.Manager, error) {
 	leaseDuration, renewDeadline, retryPeriod := c.LeaseDuration, c.RenewDeadline, c.RetryPeriod
 	mo := manager.Options{
 		Scheme: scheme,
-		// Secrets and ConfigMaps are watched as metadata only; the manager's client reads
-		// the referenced ones from the API server.
-		Client:                        client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}}},
+		// Secrets and ConfigMaps are watched as metadata only (without annotations); the
+		// manager's client reads the referenced ones from the API server.
+		Client:                        kubecache.ClientOptions(),
+		Cache:                         kubecache.Options(c.watched()),
 		Metrics:                       metricsserver.Options{BindAddress: c.MetricsAddr},
 		HealthProbeBindAddress:        c.ProbeAddr,
 		LeaderElection:                c.LeaderElect,
@@ -139,9 +148,6 @@ func NewManager(restCfg *rest.Config, c Config) (manager.Manager, error) {
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
 		Logger:                        c.Logger,
-	}
-	if c.Namespace != "" {
-		mo.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{c.Namespace: {}}}
 	}
 	mgr, err := ctrl.NewManager(restCfg, mo)
 	if err != nil {

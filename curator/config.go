@@ -1,6 +1,7 @@
 package curator
 
 import (
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -40,8 +41,10 @@ type Config struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// ReleaseOnCancel hands the Lease over at once when ctx ends (a clean shutdown).
 	ReleaseOnCancel bool
-	// Namespace restricts every watch to one namespace ("" = all).
-	Namespace string
+	// Namespaces restrict every watch to these namespaces (none: all); Namespace adds
+	// one more.
+	Namespaces []string
+	Namespace  string
 	// StatusFlushInterval: a status is written at most once per interval (default 5s).
 	StatusFlushInterval time.Duration
 
@@ -59,6 +62,15 @@ type Config struct {
 	// controller-runtime's registry, served on the metrics endpoint).
 	Registerer prometheus.Registerer
 	Logger     logr.Logger
+}
+
+// watched is every namespace to watch (nil: all).
+func (c Config) watched() []string {
+	ns := slices.Clone(c.Namespaces)
+	if c.Namespace != "" && !slices.Contains(ns, c.Namespace) {
+		ns = append(ns, c.Namespace)
+	}
+	return ns
 }
 
 func (c Config) withDefaults() Config {

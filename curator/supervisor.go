@@ -36,8 +36,11 @@ type supervisor struct {
 	// Secrets and ConfigMaps an instance references from the API server.
 	reader client.Reader
 	live   client.Reader
-	log    logr.Logger
-	queue  workqueue.TypedRateLimitingInterface[types.NamespacedName]
+	// sources parses each organisationsFrom ConfigMap key once per resourceVersion
+	// (a policy change does not re-read and re-parse every list of the instance).
+	sources *trust.ConfigMapOrgs
+	log     logr.Logger
+	queue   workqueue.TypedRateLimitingInterface[types.NamespacedName]
 
 	// Only the worker goroutine touches these.
 	pipelines map[types.NamespacedName]*pipeline
@@ -51,7 +54,7 @@ type supervisor struct {
 
 func newSupervisor(sh *parts, c cache.Cache, reader, live client.Reader) *supervisor {
 	return &supervisor{
-		sh: sh, cache: c, reader: reader, live: live, log: sh.log,
+		sh: sh, cache: c, reader: reader, live: live, log: sh.log, sources: trust.NewConfigMapOrgs(c, live),
 		queue: workqueue.NewTypedRateLimitingQueue(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](time.Second, 5*time.Minute)),
 		pipelines:    map[types.NamespacedName]*pipeline{},
@@ -191,8 +194,9 @@ func (s *supervisor) stop(key types.NamespacedName, why string) {
 
 // buildIndex builds the instance's trust index from its policies. A ConfigMap that cannot
 // be read (API error) fails the build, so the running index stays as it is rather than
-// losing organisations; a missing ConfigMap or key is a problem the controller reports,
-// and its organisations are simply absent.
+// losing organisations; a missing ConfigMap or key, or one without the opt-in label
+// (trust.AllowLabel), is a problem the controller reports, and its organisations are
+// simply absent.
 func (s *supervisor) buildIndex(ctx context.Context, inst *v1alpha1.MISPInstance) (*index.Snapshot, error) {
 	var list v1alpha1.OrgTrustPolicyList
 	if err := s.reader.List(ctx, &list, client.InNamespace(inst.Namespace)); err != nil {
@@ -204,28 +208,10 @@ func (s *supervisor) buildIndex(ctx context.Context, inst *v1alpha1.MISPInstance
 			policies = append(policies, &list.Items[i])
 		}
 	}
-	configMaps := map[string]*corev1.ConfigMap{}
-	lookup := func(ref v1alpha1.ConfigMapKeyReference) (string, bool, error) {
-		cm, ok := configMaps[ref.Name]
-		if !ok {
-			cm = &corev1.ConfigMap{}
-			if err := s.live.Get(ctx, types.NamespacedName{Namespace: inst.Namespace, Name: ref.Name}, cm); err != nil {
-				if !apierrors.IsNotFound(err) {
-					return "", false, err
-				}
-				cm = nil
-			}
-			configMaps[ref.Name] = cm
-		}
-		if cm == nil {
-			return "", false, nil
-		}
-		v, found := cm.Data[ref.Key]
-		return v, found, nil
-	}
+	read := s.sources.Reader(ctx, inst.Namespace)
 	var readErr error
 	snap := index.Build(policies, func(p *v1alpha1.OrgTrustPolicy) []trust.Org {
-		orgs, _, err := trust.EffectiveOrgs(p, lookup)
+		orgs, _, err := trust.EffectiveOrgsFrom(p, read)
 		if err != nil && readErr == nil {
 			readErr = fmt.Errorf("organisations of OrgTrustPolicy %s: %w", trust.Key(p), err)
 		}

@@ -30,11 +30,6 @@ const (
 	DefaultRetryBaseDelay = 500 * time.Millisecond
 	DefaultRetryMaxDelay  = 30 * time.Second
 	DefaultUserAgent      = "misp-trust-operator/dev"
-
-	// maxResponseBytes caps how much of one answer is read. The largest answers we ask for
-	// are /warninglists/index (85 kB on a stock 2.5.1, testdata/real/api/20_…) and the view
-	// of a default list, some of which hold a few hundred thousand entries.
-	maxResponseBytes = 64 << 20
 )
 
 // Options configure a Client. Only URL and APIKey are required.
@@ -69,7 +64,7 @@ type Client struct {
 	maxDelay   time.Duration
 	metrics    *Metrics
 	log        logr.Logger
-	maxBody    int64 // answer size cap (maxResponseBytes; smaller in tests)
+	maxBody    int64 // lowers every answer cap of bodycaps.go when > 0 (tests)
 
 	// sleep waits d or until ctx ends; tests replace it to observe backoff without waiting.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -109,7 +104,6 @@ func New(opts Options) (*Client, error) {
 		metrics:    opts.Metrics,
 		log:        log.WithValues("misp", base.Redacted()),
 		sleep:      sleepCtx,
-		maxBody:    maxResponseBytes,
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
@@ -221,6 +215,9 @@ type request struct {
 	route  string // route template for metrics and errors: "/events/publish/{id}"
 	path   string // the real path, ids already escaped
 	body   any    // JSON-encoded; nil → "{}" for POST, nothing for GET
+	// stream, when set, decodes a 2xx answer as it arrives instead of reading it into
+	// memory (bodycaps.go); it is called once per attempt and must start afresh.
+	stream func(r io.Reader) error
 }
 
 // response is the final answer to a request (after retries).
@@ -229,6 +226,9 @@ type response struct {
 	header   http.Header
 	body     []byte
 	attempts int
+	limit    int64 // the answer cap that applied (bodycaps.go)
+	// streamErr is a streamed answer the stream function could not decode.
+	streamErr error
 }
 
 // attemptResult is the outcome of one HTTP attempt.
@@ -245,7 +245,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	var payload []byte
 	switch {
 	case req.body != nil:
-		b, err := json.Marshal(req.body)
+		b, err := marshalBody(req.body)
 		if err != nil {
 			return nil, fmt.Errorf("misp: %s: encode request: %w", c.opName(req), err)
 		}
@@ -319,13 +319,19 @@ func (c *Client) attempt(ctx context.Context, req request, payload []byte) attem
 		return attemptResult{err: err}
 	}
 	defer hresp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(hresp.Body, c.maxBody+1))
+	limit := c.bodyCap(req.route)
+	if req.stream != nil && hresp.StatusCode >= 200 && hresp.StatusCode < 300 {
+		res := c.streamAnswer(req, hresp, limit)
+		c.metrics.observe(req.route, hresp.StatusCode, time.Since(start))
+		return res
+	}
+	data, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
 	c.metrics.observe(req.route, hresp.StatusCode, time.Since(start))
 	if err != nil {
 		return attemptResult{err: fmt.Errorf("read answer (HTTP %d): %w", hresp.StatusCode, err)}
 	}
-	resp := &response{status: hresp.StatusCode, header: hresp.Header, body: data}
-	if int64(len(data)) > c.maxBody {
+	resp := &response{status: hresp.StatusCode, header: hresp.Header, body: data, limit: limit}
+	if int64(len(data)) > limit {
 		// Not retryable: the same answer would come back. Reported by the caller's decode.
 		resp.body = nil
 		resp.status = -hresp.StatusCode
@@ -442,7 +448,7 @@ func (c *Client) finalError(req request, res attemptResult, attempts int) error 
 func (c *Client) apiError(req request, resp *response) *APIError {
 	if resp.status < 0 {
 		return &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: -resp.status,
-			Kind: ErrUnexpectedResponse, Message: fmt.Sprintf("answer larger than %d bytes", c.maxBody)}
+			Kind: ErrUnexpectedResponse, Message: fmt.Sprintf("answer larger than %d bytes", resp.limit)}
 	}
 	p := decodeError(resp.status, resp.body)
 	e := &APIError{
@@ -489,6 +495,9 @@ func (c *Client) call(ctx context.Context, req request, out any) (*response, err
 	}
 	if resp.status < 200 || resp.status >= 300 {
 		return resp, c.apiError(req, resp)
+	}
+	if resp.streamErr != nil {
+		return resp, c.decodeFailure(req, resp, resp.streamErr)
 	}
 	if out != nil {
 		if err := json.Unmarshal(resp.body, out); err != nil {

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // WarninglistEntry is one value of a warninglist, with its optional comment.
@@ -29,6 +31,8 @@ type Warninglist struct {
 	MatchingAttributes []string
 	Entries            []WarninglistEntry // filled by ViewWarninglist only
 	EntryCount         int
+	// Source, when set, gives the entries to write instead of Entries (add and edit).
+	Source EntrySource
 }
 
 // WarninglistHit is one match reported by CheckValues.
@@ -122,19 +126,18 @@ func decodeWarninglistIndex(body []byte) ([]Warninglist, error) {
 }
 
 // decodeWarninglistView decodes {"Warninglist": {..., "WarninglistEntry": [...], "WarninglistType": [...]}}
-// (testdata/real/api/26_warninglists_view_custom.json).
+// (testdata/real/api/26_warninglists_view_custom.json) with its entries.
 func decodeWarninglistView(body []byte) (*Warninglist, error) {
-	var b struct {
-		Warninglist *wlRow `json:"Warninglist"`
-	}
-	if err := decodeObject(body, &b); err != nil {
+	var entries []WarninglistEntry
+	wl, err := decodeWarninglistStream(bytes.NewReader(body), func(e WarninglistEntry) { entries = append(entries, e) })
+	if err != nil {
 		return nil, err
 	}
-	if b.Warninglist == nil || b.Warninglist.ID == "" {
-		return nil, errMissing("Warninglist.id")
+	wl.Entries = entries
+	if wl.Entries == nil {
+		wl.Entries = []WarninglistEntry{}
 	}
-	wl := b.Warninglist.warninglist(true)
-	return &wl, nil
+	return wl, nil
 }
 
 // decodeCheckValue decodes the checkValue answer: an object keyed by the queried value, or
@@ -244,81 +247,140 @@ func isPlainASCII(s string) bool {
 	return true
 }
 
-// ViewWarninglist returns one list with its entries (GET /warninglists/view/{id}).
+// ViewWarninglist returns one list with its entries (GET /warninglists/view/{id}). A
+// list of any size is decoded as it arrives, but its entries are all returned: use
+// ScanWarninglist to look at them one at a time instead.
 func (c *Client) ViewWarninglist(ctx context.Context, id string) (*Warninglist, error) {
-	req := request{op: "view warninglist " + id, method: http.MethodGet, route: "/warninglists/view/{id}"}
-	if err := c.checkID(req, "warninglist id", id); err != nil {
-		return nil, err
-	}
-	req.path = "/warninglists/view/" + id
-	resp, err := c.call(ctx, req, nil)
+	var entries []WarninglistEntry
+	wl, err := c.ScanWarninglist(ctx, id, func() func(WarninglistEntry) {
+		entries = []WarninglistEntry{}
+		return func(e WarninglistEntry) { entries = append(entries, e) }
+	})
 	if err != nil {
 		return nil, err
 	}
-	wl, err := decodeWarninglistView(resp.body)
-	if err != nil {
-		return nil, c.decodeFailure(req, resp, err)
-	}
+	wl.Entries = entries
 	return wl, nil
 }
 
-// wlWrite is the body of add and edit (misp-api.md §2.6; MISP's own test wraps it in
-// {"Warninglist": …}, which every version accepts).
-type wlWrite struct {
-	Name               string   `json:"name"`
-	Description        string   `json:"description"`
-	Type               string   `json:"type,omitempty"`
-	Category           string   `json:"category,omitempty"`
-	MatchingAttributes []string `json:"matching_attributes"`
-	Entries            any      `json:"entries"`
+// EntrySource produces the entries of a list to write, one at a time, when they are not
+// given as a slice (Warninglist.Source): a list of 500,000 organisations is then written
+// without 500,000 entries being built first.
+type EntrySource interface {
+	Len() int
+	// Entry returns entry i: its value is prefix+value (a prefix shared by many entries
+	// is not copied into each) and its comment.
+	Entry(i int) (prefix, value, comment string)
 }
 
-func warninglistBody(wl Warninglist) map[string]any {
+type entrySlice []WarninglistEntry
+
+func (s entrySlice) Len() int                             { return len(s) }
+func (s entrySlice) Entry(i int) (string, string, string) { return "", s[i].Value, s[i].Comment }
+
+// warninglistBody is the body of add and edit (misp-api.md §2.6; MISP's own test wraps it
+// in {"Warninglist": …}, which every version accepts), encoded in one buffer: the entries
+// of a large list are written into it directly.
+func warninglistBody(wl Warninglist) rawBody {
 	attrs := wl.MatchingAttributes
 	if len(attrs) == 0 {
 		attrs = []string{"ALL"}
 	}
-	return map[string]any{"Warninglist": wlWrite{
-		Name:               wl.Name,
-		Description:        wl.Description, // always sent: the column has no default
-		Type:               wl.Type,
-		Category:           wl.Category,
-		MatchingAttributes: attrs,
-		Entries:            encodeEntries(wl.Entries),
-	}}
+	var src EntrySource = entrySlice(wl.Entries)
+	if wl.Source != nil {
+		src = wl.Source
+	}
+	size := 256 + len(wl.Name) + len(wl.Description)
+	for i := 0; i < src.Len(); i++ {
+		p, v, c := src.Entry(i)
+		size += len(p) + len(v) + len(c) + 8
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"Warninglist":{"name":`...)
+	b = appendJSONString(b, wl.Name)
+	b = append(b, `,"description":`...)
+	b = appendJSONString(b, wl.Description) // always sent: the column has no default
+	if wl.Type != "" {
+		b = append(b, `,"type":`...)
+		b = appendJSONString(b, wl.Type)
+	}
+	if wl.Category != "" {
+		b = append(b, `,"category":`...)
+		b = appendJSONString(b, wl.Category)
+	}
+	b = append(b, `,"matching_attributes":[`...)
+	for i, a := range attrs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, a)
+	}
+	b = append(b, `],"entries":`...)
+	b = appendEntries(b, src)
+	return append(b, "}}"...)
 }
 
-// encodeEntries chooses the entries form. The newline-separated string ("value # comment"
-// per line) works on every MISP since 2.4.145 and is what the captures use; it cannot carry
-// a value with "#", a line break or surrounding spaces, so such lists are sent in the
-// array form [{"value","comment"}] that MISP ≥ 2.4.198 accepts (misp-api.md §2.6).
-func encodeEntries(entries []WarninglistEntry) any {
-	if len(entries) == 0 {
-		return "" // MISP answers 403 {"entries": ["Entries cannot be empty."]}
+// stringFormOK reports whether an entry survives the string form: a non-empty value
+// prefix+value without '#', line breaks or surrounding spaces, and a comment without line
+// breaks or surrounding spaces (MISP trims both).
+func stringFormOK(prefix, value, comment string) bool {
+	first, last := prefix, value
+	if first == "" {
+		first = value
+	}
+	if last == "" {
+		last = prefix
+	}
+	return first != "" && !strings.ContainsAny(prefix, "#\r\n") && !strings.ContainsAny(value, "#\r\n") &&
+		strings.TrimLeftFunc(first, unicode.IsSpace) == first && strings.TrimRightFunc(last, unicode.IsSpace) == last &&
+		strings.TrimSpace(comment) == comment && !strings.ContainsAny(comment, "\r\n")
+}
+
+// appendEntries chooses the entries form. The newline-separated string ("value # comment"
+// per line) works on every MISP since 2.4.145 and is what the captures use: MISP splits
+// each line at its FIRST '#' (Warninglist::parseFreetext, explode("#", $entry, 2)), so a
+// comment may contain '#' (an organisation "CERT #1"). It cannot carry a value with "#",
+// a line break or surrounding spaces, so such lists are sent in the array form
+// [{"value","comment"}] that MISP ≥ 2.4.198 accepts (misp-api.md §2.6).
+func appendEntries(b []byte, src EntrySource) []byte {
+	n := src.Len()
+	if n == 0 {
+		return append(b, `""`...) // MISP answers 403 {"entries": ["Entries cannot be empty."]}
 	}
 	stringForm := true
-	for _, e := range entries {
-		if e.Value == "" || e.Value != strings.TrimSpace(e.Value) || strings.ContainsAny(e.Value, "#\r\n") ||
-			e.Comment != strings.TrimSpace(e.Comment) || strings.ContainsAny(e.Comment, "\r\n") {
-			stringForm = false
-			break
-		}
+	for i := 0; i < n && stringForm; i++ {
+		stringForm = stringFormOK(src.Entry(i))
 	}
 	if stringForm {
-		lines := make([]string, len(entries))
-		for i, e := range entries {
-			lines[i] = e.Value
-			if e.Comment != "" {
-				lines[i] += " # " + e.Comment
+		b = append(b, '"')
+		for i := 0; i < n; i++ {
+			p, v, c := src.Entry(i)
+			if i > 0 {
+				b = append(b, `\n`...)
+			}
+			b = appendJSONStringBody(b, p)
+			b = appendJSONStringBody(b, v)
+			if c != "" {
+				b = append(b, " # "...)
+				b = appendJSONStringBody(b, c)
 			}
 		}
-		return strings.Join(lines, "\n")
+		return append(b, '"')
 	}
-	out := make([]map[string]string, len(entries))
-	for i, e := range entries {
-		out[i] = map[string]string{"value": e.Value, "comment": e.Comment}
+	b = append(b, '[')
+	for i := 0; i < n; i++ {
+		p, v, c := src.Entry(i)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"value":"`...)
+		b = appendJSONStringBody(b, p)
+		b = appendJSONStringBody(b, v)
+		b = append(b, `","comment":`...)
+		b = appendJSONString(b, c)
+		b = append(b, '}')
 	}
-	return out
+	return append(b, ']')
 }
 
 // AddWarninglist creates a custom warninglist and returns its id (POST /warninglists/add).
@@ -360,20 +422,41 @@ func (c *Client) AddWarninglist(ctx context.Context, wl Warninglist) (string, er
 // entries of a custom list (POST /warninglists/edit/{id}); MISP increments its version.
 // Default lists and unknown ids give ErrNotFound. Enabled is not changed by an edit.
 func (c *Client) EditWarninglist(ctx context.Context, id string, wl Warninglist) error {
+	_, err := c.UpdateWarninglist(ctx, id, wl)
+	return err
+}
+
+// UpdateWarninglist is EditWarninglist returning the version MISP gave the list (0 when
+// its answer does not say). MISP's answer echoes every entry (testdata/real/api/28_…):
+// it is read as it arrives and only its head is kept.
+func (c *Client) UpdateWarninglist(ctx context.Context, id string, wl Warninglist) (int, error) {
 	req := request{op: fmt.Sprintf("edit warninglist %s (%q)", id, wl.Name), method: http.MethodPost,
 		route: "/warninglists/edit/{id}"}
 	if err := c.checkID(req, "warninglist id", id); err != nil {
-		return err
+		return 0, err
 	}
 	if wl.Name == "" {
-		return c.invalid(req, "empty warninglist name")
+		return 0, c.invalid(req, "empty warninglist name")
 	}
 	req.path = "/warninglists/edit/" + id
 	req.body = warninglistBody(wl)
-	// The success answer is the saved data (testdata/real/api/28_…); only check it is not
-	// a save failure.
-	_, err := c.save(ctx, req)
-	return err
+	var ans editAnswer
+	req.stream = func(r io.Reader) error {
+		var err error
+		ans, err = decodeEditStream(r)
+		return err
+	}
+	resp, err := c.call(ctx, req, nil)
+	if err != nil {
+		return 0, err
+	}
+	if ans.save.failed() {
+		e := c.apiError(req, resp)
+		e.Kind = ErrValidation
+		e.Message = redact(ans.save.message(), c.key)
+		return 0, e
+	}
+	return ans.version, nil
 }
 
 // SetWarninglistEnabled enables or disables a list (POST /warninglists/toggleEnable

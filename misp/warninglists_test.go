@@ -2,6 +2,7 @@ package misp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"reflect"
@@ -430,11 +431,22 @@ func TestEncodeEntries(t *testing.T) {
 		{name: "newline in comment", entries: []WarninglistEntry{{Value: "a", Comment: "x\ny"}}, want: []map[string]string{{"value": "a", "comment": "x\ny"}}},
 		{name: "surrounding spaces kept", entries: []WarninglistEntry{{Value: " a"}}, want: []map[string]string{{"value": " a", "comment": ""}}},
 		{name: "empty value", entries: []WarninglistEntry{{Value: ""}}, want: []map[string]string{{"value": "", "comment": ""}}},
+		{name: "an organisation name with '#' stays in the string form (MISP splits at the first '#')",
+			entries: []WarninglistEntry{{Value: "org_uuid:5cf66e53-b5f8-43e7-be9a-49880a3b4631", Comment: "CERT #1"}},
+			want:    "org_uuid:5cf66e53-b5f8-43e7-be9a-49880a3b4631 # CERT #1"},
+		{name: "quotes, backslashes, control characters and invalid UTF-8 are escaped",
+			entries: []WarninglistEntry{{Value: "a", Comment: "q\"b\\\x01\xff é"}}, want: "a # q\"b\\\x01\ufffd é"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := encodeEntries(tt.entries); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got %#v, want %#v", got, tt.want)
+			var got, want any
+			if err := json.Unmarshal(appendEntries(nil, entrySlice(tt.entries)), &got); err != nil {
+				t.Fatal(err)
+			}
+			w, _ := json.Marshal(tt.want)
+			_ = json.Unmarshal(w, &want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %#v, want %#v", got, want)
 			}
 		})
 	}

@@ -2,7 +2,9 @@ package trust
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
@@ -159,5 +161,71 @@ func TestTagsAndDefaults(t *testing.T) {
 				t.Errorf("DeletionPolicy = %q, want %q", got, tc.deletion)
 			}
 		})
+	}
+}
+
+func TestParseOrgListBoundsProblemsWhateverTheInput(t *testing.T) {
+	// 1 MiB of junk lines: the review measured 524k problem records (91 MB live).
+	junk := strings.Repeat("x\n", 1<<19)
+	orgs, problems := ParseOrgList("configmap/junk/k", junk)
+	if len(orgs) != 0 || len(problems) != MaxProblemsPerSource+1 {
+		t.Fatalf("%d orgs, %d problems; want 0 and %d", len(orgs), len(problems), MaxProblemsPerSource+1)
+	}
+	last := problems[len(problems)-1]
+	if last.Kind != ProblemMoreLines || CountProblems(problems) != 1<<19 || last.Line != 0 {
+		t.Errorf("last problem %+v, count %d; want a summary counting all %d lines", last, CountProblems(problems), 1<<19)
+	}
+	if problems[0].Line != 1 || problems[9].Line != 10 {
+		t.Errorf("the first problems are not the first lines: %v", problems[:2])
+	}
+	t.Run("a name longer than the CRD's limit makes its line invalid", func(t *testing.T) {
+		orgs, problems := ParseOrgList("s", circl+" # "+strings.Repeat("n", MaxNameLength+1)+"\n"+other+" # ok\n")
+		if len(orgs) != 1 || len(problems) != 1 || problems[0].Line != 1 {
+			t.Errorf("orgs %v problems %v", orgs, problems)
+		}
+	})
+	t.Run("names may contain '#': only the first one separates", func(t *testing.T) {
+		orgs, problems := ParseOrgList("s", circl+" # CERT #1\n")
+		if len(problems) != 0 || len(orgs) != 1 || orgs[0].Name != "CERT #1" {
+			t.Errorf("orgs %v problems %v", orgs, problems)
+		}
+	})
+}
+
+func TestEffectiveOrgsReadsARepeatedSourceOnce(t *testing.T) {
+	// The same ConfigMap key listed 8 times gave 523 MB live in the review.
+	ref := v1alpha1.ConfigMapKeyReference{Name: "partners", Key: "high"}
+	p := &v1alpha1.OrgTrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "sec", Name: "high"},
+		Spec: v1alpha1.OrgTrustPolicySpec{OrganisationsFrom: []v1alpha1.ConfigMapKeyReference{ref, ref, ref, ref, ref, ref, ref, ref}}}
+	reads := 0
+	orgs, problems, err := EffectiveOrgs(p, func(v1alpha1.ConfigMapKeyReference) (string, bool, error) {
+		reads++
+		return circl + "\nbad\n", true, nil
+	})
+	if err != nil || reads != 1 || len(orgs) != 1 || len(problems) != 1 {
+		t.Errorf("reads %d, orgs %v, problems %v, err %v; want one read, one org, one problem", reads, orgs, problems, err)
+	}
+}
+
+func TestPartitionSharesAWholeListAndCapsLosses(t *testing.T) {
+	mk := func(n, from int) []Org {
+		var out []Org
+		for i := from; i < from+n; i++ {
+			out = append(out, Org{UUID: fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)})
+		}
+		return out
+	}
+	a := Candidate{Key: "ns/a", Priority: 1, SourceReliability: "a", Orgs: mk(100, 0)}
+	b := Candidate{Key: "ns/b", SourceReliability: "b", Orgs: mk(100, 50)}
+	p := Partition([]Candidate{b, a}, 3)
+	if len(p.Won["ns/a"]) != 100 || &p.Won["ns/a"][0] != &a.Orgs[0] {
+		t.Error("the policy that wins all it lists does not share its list")
+	}
+	if len(p.Won["ns/b"]) != 50 || p.LossCount["ns/b"] != 50 || len(p.Losses["ns/b"]) != 3 || p.Losses["ns/b"][0].Winner != "ns/a" {
+		t.Errorf("b: won %d, lost %d, listed %v", len(p.Won["ns/b"]), p.LossCount["ns/b"], p.Losses["ns/b"])
+	}
+	full := Resolve([]Candidate{b, a})
+	if len(full.Winner) != 150 || len(full.Losses["ns/b"]) != 50 {
+		t.Errorf("Resolve: %d winners, %d losses", len(full.Winner), len(full.Losses["ns/b"]))
 	}
 }

@@ -155,6 +155,13 @@ const (
 	// curator needs for this policy (local tags: host organisation; publish:
 	// site admin).
 	ConditionCurationPermitted = "CurationPermitted"
+	// ConditionNameConflict: another object wants this policy's warninglist
+	// (on the owner: others were refused it; on the other side: this policy
+	// was refused it, reason WarninglistNameTaken or
+	// WarninglistOwnedElsewhere). Ownership is recorded in MISP, in the list's
+	// description (the owning policy and its MISPInstance's uid); no object
+	// rewrites or deletes a list another owns.
+	ConditionNameConflict = "NameConflict"
 )
 
 // OrgTrustPolicyStatus is written by the controller (conditions Ready,
@@ -220,9 +227,15 @@ type WarninglistStatus struct {
 	// +optional
 	Entries int32 `json:"entries,omitempty"`
 	// EntriesHash is a digest of the entries last written, so an unchanged
-	// list is never rewritten.
+	// list is never rewritten. The list's description in MISP carries it too.
 	// +optional
 	EntriesHash string `json:"entriesHash,omitempty"`
+	// Version of the list in MISP after the operator's last write or read.
+	// MISP increments it at every edit (its UI's included): a resync that finds
+	// the same version, entry count and description does not download the
+	// entries.
+	// +optional
+	Version int64 `json:"version,omitempty"`
 }
 
 // CurationStatus aggregates the curator's outcomes for one policy.

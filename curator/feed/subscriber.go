@@ -43,11 +43,13 @@ type Options struct {
 	// Topics are subscription prefixes; default {"misp_json"}, which matches every
 	// topic (misp-api.md §1.4): any message then proves the publisher alive.
 	Topics []string
-	// MaxMessageSize drops larger frames (counted; catch-up covers the event).
-	// zmq4 has no such limit and allocates whatever a frame header announces, so
-	// the Subscriber's transport skips oversized frames on the wire before zmq4
-	// sees them (transport.go); frames under the limit are still allocated by
-	// zmq4, twice under PLAIN (its Decrypt copies the body). Default 64 MiB.
+	// MaxMessageSize drops larger messages, all frames together (counted;
+	// catch-up covers the event). zmq4 has no such limit and allocates whatever a
+	// frame header announces, so the Subscriber's transport skips oversized frames
+	// on the wire before zmq4 sees them, and ends the connection when the frames
+	// of one message add up past the limit (transport.go); messages under the
+	// limit are still allocated by zmq4, twice under PLAIN (its Decrypt copies
+	// the body). Default 64 MiB.
 	MaxMessageSize int
 	// QueueSize bounds the queue between the socket and the consumer; when it
 	// is full, new messages are dropped and counted.

@@ -54,8 +54,8 @@ type dialHooksKey struct{}
 // the wrapped connection back to the Subscriber.
 type dialHooks struct {
 	handshakeTimeout time.Duration
-	maxFrame         uint64            // 0: no limit
-	onOversize       func(size uint64) // a frame over maxFrame was skipped
+	maxFrame         uint64            // limit of a whole message, all frames together; 0: no limit
+	onOversize       func(size uint64) // a message over maxFrame was skipped (or its connection dropped)
 	activity         *atomic.Int64     // unix nanos of the last byte read
 	mu               sync.Mutex
 	conn             *guardConn
@@ -132,7 +132,10 @@ func (guardedTCP) Addr(ep string) (string, error) {
 //
 //   - frames over maxFrame are skipped on the wire (read and discarded in small
 //     chunks) before zmq4 sees their header, so zmq4 never allocates them: its
-//     reader does make([]byte, size) for whatever size a header announces;
+//     reader does make([]byte, size) for whatever size a header announces; a
+//     multi-frame message whose frames together pass maxFrame ends the
+//     connection at the frame that crosses it (zmq4 already holds the earlier
+//     ones), so no message costs more than maxFrame;
 //   - the greeting and handshake commands are recorded, so that a failed
 //     handshake can be explained (mechanism mismatch, the ERROR a PLAIN
 //     publisher sends for wrong credentials);
@@ -154,8 +157,9 @@ type guardConn struct {
 	hdrLen    int // header bytes waiting in hdr
 	bodyLeft  uint64
 	inCommand bool
-	inMessage bool // the last frame passed had MORE set
-	dropping  bool // skipping the rest of an oversized multi-frame message
+	inMessage bool   // the last frame passed had MORE set
+	msgBytes  uint64 // bytes of the message passed so far (its frames together)
+	dropping  bool   // skipping the rest of an oversized multi-frame message
 
 	mu       sync.Mutex
 	greeting [greetingLen]byte
@@ -225,6 +229,19 @@ func (g *guardConn) nextFrame() error {
 	g.touch()
 	more, command := flags&flagMore != 0, flags&flagCommand != 0
 
+	if !command && !g.inMessage {
+		g.msgBytes = 0 // the first frame of a message
+	}
+	// The limit is the whole message's: zmq4 keeps appending frames while MORE is
+	// set, so 200 frames just under a per-frame limit would be 200 allocations.
+	if !g.dropping && !command && g.inMessage && g.maxFrame > 0 && g.msgBytes+size > g.maxFrame {
+		// zmq4 holds the earlier frames: the message cannot be skipped alone.
+		if g.onOversize != nil {
+			g.onOversize(g.msgBytes + size)
+		}
+		return fmt.Errorf("%w: a multi-frame message reaches %d bytes (limit %d for the whole message)",
+			errFrameTooLarge, g.msgBytes+size, g.maxFrame)
+	}
 	if g.dropping || (g.maxFrame > 0 && size > g.maxFrame) {
 		if !g.dropping && (command || g.inMessage) {
 			return fmt.Errorf("%w: %d bytes (limit %d) in a command or multi-frame message",
@@ -246,6 +263,7 @@ func (g *guardConn) nextFrame() error {
 	g.inCommand = command
 	if !command {
 		g.inMessage = more
+		g.msgBytes += size
 	} else {
 		g.mu.Lock()
 		g.cmd = g.cmd[:0]

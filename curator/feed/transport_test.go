@@ -297,3 +297,47 @@ type streamConn struct {
 }
 
 func (s *streamConn) Read(p []byte) (int, error) { return s.Reader.Read(p) }
+
+func TestGuardCapsTheWholeMessageNotEachFrame(t *testing.T) {
+	// 200 frames of 1 KiB with MORE set, each under the 64 KiB limit: zmq4 would
+	// append them all (211 MB allocated before the parser rejected 200 frames of
+	// 1 MiB in the review). The frame that takes the message past the limit ends
+	// the connection, counted as a message too large; the redialled connection
+	// delivers again.
+	const limit = 64 << 10
+	r := newRawPublisher(t)
+	h := startSubscriber(t, Options{Endpoint: r.endpoint(), MaxMessageSize: limit})
+	c := r.accept()
+	h.waitConnects(1)
+	frame := bytes.Repeat([]byte("z"), 1024)
+	go func() {
+		for i := 0; i < 200; i++ {
+			if _, err := c.Write(frameBytes(flagMore, frame)); err != nil {
+				return // the subscriber hung up: expected after the limit
+			}
+		}
+	}()
+	c2 := r.accept()
+	h.waitConnects(2)
+	if got := h.metric("dropped", DropTooLarge); got != 1 {
+		t.Errorf("dropped_total{reason=too_large} = %v, want 1", got)
+	}
+	if !strings.Contains(h.logs.String(), "a multi-frame message reaches 66560 bytes (limit 65536 for the whole message)") {
+		t.Errorf("the reason is not logged:\n%s", h.logs)
+	}
+	r.writeFrame(c2, 0, readFrame(t, "event_add_from_server_uuid"))
+	if m := h.next(); m.Action != ActionAddFromConnectedServer {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+// frameBytes is one ZMTP frame on the wire (for writers that must not call t.Fatal).
+func frameBytes(flags byte, body []byte) []byte {
+	var h [9]byte
+	if len(body) > 255 {
+		h[0] = flags | flagLong
+		binary.BigEndian.PutUint64(h[1:], uint64(len(body)))
+		return append(h[:], body...)
+	}
+	return append([]byte{flags, byte(len(body))}, body...)
+}

@@ -2,7 +2,7 @@
 // organisation UUID → the effective curation policy of that organisation.
 //
 // A Snapshot is immutable and built in one go from the instance's OrgTrustPolicies with
-// the shared precedence rule of package trust (trust.Resolve), so the curator tags with
+// the shared precedence rule of package trust (trust.Partition), so the curator tags with
 // exactly the policy the controller reports as the winner. An Index holds the current
 // Snapshot behind an atomic pointer: lookups never take a lock and a policy change
 // swaps the whole snapshot at once, so a curation never sees half of an update.
@@ -111,7 +111,7 @@ type Snapshot struct {
 // the ConfigMap lookups and their errors). Policies being deleted (deletionTimestamp
 // set) are left out: they stop applying as soon as their deletion starts. Organisation
 // UUIDs that are not UUIDs are ignored (the schema and trust.ParseOrgList refuse them).
-// An organisation listed in several policies goes to the winner of trust.Resolve.
+// An organisation listed in several policies goes to the winner of trust.Partition.
 func Build(policies []*v1alpha1.OrgTrustPolicy, orgsOf func(*v1alpha1.OrgTrustPolicy) []trust.Org) *Snapshot {
 	cands := make([]trust.Candidate, 0, len(policies))
 	byKey := make(map[string]*v1alpha1.OrgTrustPolicy, len(policies))
@@ -131,9 +131,15 @@ func Build(policies []*v1alpha1.OrgTrustPolicy, orgsOf func(*v1alpha1.OrgTrustPo
 			Orgs:              orgsOf(p),
 		})
 	}
-	res := trust.Resolve(cands)
+	// Partition, not Resolve: no map from every UUID string to a policy key is built
+	// on the way to the compact one below.
+	res := trust.Partition(cands, 1)
+	size := 0
+	for _, won := range res.Won {
+		size += len(won)
+	}
 
-	s := &Snapshot{orgs: make(map[uuidKey]int32, len(res.Winner))}
+	s := &Snapshot{orgs: make(map[uuidKey]int32, size)}
 	keys := make([]string, 0, len(byKey))
 	for k := range byKey {
 		keys = append(keys, k)
@@ -146,14 +152,16 @@ func Build(policies []*v1alpha1.OrgTrustPolicy, orgsOf func(*v1alpha1.OrgTrustPo
 		pos[k] = int32(i)
 	}
 	s.counts = make([]int, len(keys))
-	for org, winner := range res.Winner {
-		k, ok := parseUUID(org)
-		if !ok {
-			continue
-		}
+	for winner, won := range res.Won {
 		i := pos[winner]
-		s.orgs[k] = i
-		s.counts[i]++
+		for _, o := range won {
+			k, ok := parseUUID(o.UUID)
+			if !ok {
+				continue
+			}
+			s.orgs[k] = i
+			s.counts[i]++
+		}
 	}
 	return s
 }

@@ -70,10 +70,18 @@ spec:
             {{- range $c.extraArgs }}
             - {{ . | quote }}
             {{- end }}
-          {{- with $c.extraEnv }}
           env:
+            # The process gives the Go runtime 90% of its memory limit as a soft
+            # limit (GOMEMLIMIT, internal/memlimit): the collector works harder
+            # before the kernel kills the container. An explicit GOMEMLIMIT in
+            # extraEnv wins.
+            - name: MISPTRUST_MEMORY_LIMIT
+              valueFrom:
+                resourceFieldRef:
+                  resource: limits.memory
+            {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
-          {{- end }}
+            {{- end }}
           ports:
             - name: metrics
               containerPort: {{ $root.Values.ports.metrics }}
