@@ -64,8 +64,8 @@ func TestBinaryRunsUnderChartRBAC(t *testing.T) {
 	}
 	// A MISPInstance whose MISP does not answer (a closed loopback port): the
 	// controller must still be able to read its Secret and write its status.
-	objs := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"misp-api","namespace":"default"},"stringData":{"apiKey":"0123456789012345678901234567890123456789"}}
-{"apiVersion":"misptrust.io/v1alpha1","kind":"MISPInstance","metadata":{"name":"misp","namespace":"default"},"spec":{"url":"http://127.0.0.1:1","apiKeySecretRef":{"name":"misp-api"}}}
+	objs := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"misp-api","namespace":"default","labels":{"misptrust.io/allow":"true"}},"stringData":{"apiKey":"0123456789012345678901234567890123456789"}}
+{"apiVersion":"misptrust.io/v1alpha1","kind":"MISPInstance","metadata":{"name":"misp","namespace":"default"},"spec":{"url":"http://127.0.0.1:1","allowInsecureHTTP":true,"apiKeySecretRef":{"name":"misp-api"}}}
 {"apiVersion":"misptrust.io/v1alpha1","kind":"OrgTrustPolicy","metadata":{"name":"high","namespace":"default"},"spec":{"instanceRef":{"name":"misp"},"sourceReliability":"a","organisations":[{"uuid":"5cf66e53-b5f8-43e7-be9a-49880a3b4631"}]}}`
 	if _, err := c.kubectl(ctx, []byte(objs), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,9 @@ func (e *credentialError) Error() string { return e.Message }
 
 // Condition reasons for credential problems.
 const (
-	ReasonSecretNotFound       = "SecretNotFound"
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretNotAllowed: the Secret does not carry trust.AllowLabel.
+	ReasonSecretNotAllowed     = "SecretNotAllowed"
 	ReasonKeyMissing           = "KeyMissing"
 	ReasonCABundleNotFound     = "CABundleNotFound"
 	ReasonCABundleInvalid      = "CABundleInvalid"
@@ -52,6 +54,7 @@ type mispClients struct {
 	meta     client.Reader // cached metadata of Secrets
 	live     client.Reader // API server
 	template misp.Options
+	allowed  trust.HostAllowList
 
 	mu      sync.Mutex
 	entries map[types.NamespacedName]clientEntry
@@ -62,14 +65,21 @@ type clientEntry struct {
 	client *misp.Client
 }
 
-func newMISPClients(meta, live client.Reader, template misp.Options) *mispClients {
-	return &mispClients{meta: meta, live: live, template: template, entries: map[types.NamespacedName]clientEntry{}}
+func newMISPClients(meta, live client.Reader, template misp.Options, allowed trust.HostAllowList) *mispClients {
+	return &mispClients{meta: meta, live: live, template: template, allowed: allowed, entries: map[types.NamespacedName]clientEntry{}}
 }
 
-// Get returns the client of inst. A *credentialError means the Secrets do not
-// allow building one; other errors are transient (API server).
+// Get returns the client of inst. A *credentialError means the instance's
+// endpoints or Secrets do not allow building one (checked in that order: no
+// Secret is read for a MISP the operator may not contact); other errors are
+// transient (API server).
 func (m *mispClients) Get(ctx context.Context, inst *v1alpha1.MISPInstance) (*misp.Client, error) {
 	name := types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name}
+	var ee *trust.EndpointError
+	if err := trust.CheckEndpoints(inst, m.allowed); errors.As(err, &ee) {
+		m.Forget(name)
+		return nil, &credentialError{Reason: ee.Reason, Message: upperFirst(ee.Message) + "."}
+	}
 	keyRef, caRef := trust.SecretRefs(inst)
 	keyRV, err := m.secretVersion(ctx, inst.Namespace, keyRef.Name)
 	if err != nil {
@@ -169,6 +179,9 @@ func (m *mispClients) secretVersion(ctx context.Context, ns, name string) (strin
 		}
 		return "", fmt.Errorf("read metadata of Secret %s/%s: %w", ns, name, err)
 	}
+	if !trust.Allowed(&pm) {
+		return "", &credentialError{Reason: ReasonSecretNotAllowed, Message: trust.NotAllowedMessage("Secret", ns, name) + "."}
+	}
 	return pm.ResourceVersion, nil
 }
 
@@ -181,9 +194,21 @@ func (m *mispClients) secretValue(ctx context.Context, ns string, ref v1alpha1.S
 		}
 		return "", fmt.Errorf("read Secret %s/%s: %w", ns, ref.Name, err)
 	}
+	// Checked again on the object whose value is used: the metadata cache may
+	// lag behind a label removal.
+	if !trust.Allowed(&s) {
+		return "", &credentialError{Reason: ReasonSecretNotAllowed, Message: trust.NotAllowedMessage("Secret", ns, ref.Name) + "."}
+	}
 	v, ok := s.Data[ref.Key]
 	if !ok || len(strings.TrimSpace(string(v))) == 0 {
 		return "", &credentialError{Reason: missing, Message: fmt.Sprintf("Secret %q has no %s under key %q.", ref.Name, what, ref.Key)}
 	}
 	return string(v), nil
+}
+
+func upperFirst(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/internal/kubecache"
 	"github.com/misptrust/misp-trust-operator/internal/memlimit"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // LeaderElectionID is the Lease the controller replicas compete for.
@@ -57,6 +58,7 @@ func RunController(ctx context.Context, args []string, version string) error {
 		kubeconfig     = fs.String("kubeconfig", "", "Path to a kubeconfig; only needed outside a cluster (KUBECONFIG is honoured too).")
 		mispTimeout    = fs.Duration("misp-timeout", 30*time.Second, "Timeout of one MISP HTTP request (a MISPInstance's spec.api.timeout wins).")
 		mispMaxRetries = fs.Int("misp-max-retries", 4, "Retries of a MISP request after a network error, 5xx or 429.")
+		allowedHosts   = fs.String("misp-allowed-hosts", "", "Comma-separated MISP hosts (names or IPs, *.domain for its subdomains) the operator may send API keys and ZeroMQ credentials to; empty: any host. A MISPInstance naming another host gets Ready False (HostNotAllowed) and no key is sent.")
 	)
 	zopts := zap.Options{}
 	zopts.BindFlags(fs)
@@ -77,6 +79,10 @@ func RunController(ctx context.Context, args []string, version string) error {
 	if err != nil {
 		return fmt.Errorf("controller: --watch-namespaces: %w", err)
 	}
+	hosts, err := trust.ParseHostAllowList(*allowedHosts)
+	if err != nil {
+		return fmt.Errorf("controller: --misp-allowed-hosts: %w", err)
+	}
 	if *resync < time.Second {
 		return fmt.Errorf("controller: --resync-interval must be at least 1s, got %s", *resync)
 	}
@@ -88,7 +94,7 @@ func RunController(ctx context.Context, args []string, version string) error {
 		return fmt.Errorf("controller: %w", err)
 	}
 	logger.Info("starting misp-trust-operator controller", "version", version, "namespaces", namespaces, "resyncInterval", resync.String(),
-		"goMemoryLimit", memLimit)
+		"goMemoryLimit", memLimit, "mispAllowedHosts", hosts.String())
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -123,6 +129,7 @@ func RunController(ctx context.Context, args []string, version string) error {
 		// endpoint: the one global registry the process uses.
 		Registerer: crmetrics.Registry,
 	}
+	opts.AllowedHosts = hosts
 	opts.MISP.Timeout = *mispTimeout
 	opts.MISP.MaxRetries = *mispMaxRetries
 	if *mispMaxRetries == 0 {

@@ -51,6 +51,8 @@ type harnessOptions struct {
 	misp   misptest.Options
 	// extraNamespaces are created and watched too (h.extra; h.in(ns) works there).
 	extraNamespaces int
+	// allowedHosts is the controller's --misp-allowed-hosts.
+	allowedHosts string
 }
 
 func newHarness(t *testing.T, ho harnessOptions) *harness {
@@ -84,6 +86,9 @@ func newHarness(t *testing.T, ho harnessOptions) *harness {
 		Registerer:         h.reg,
 		SkipNameValidation: true,
 		MISP:               misp.Options{Timeout: 10 * time.Second, MaxRetries: 1, RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond, QPS: -1},
+	}
+	if opts.AllowedHosts, err = trust.ParseHostAllowList(ho.allowedHosts); err != nil {
+		t.Fatal(err)
 	}
 	if err := SetupWithManager(mgr, opts); err != nil {
 		t.Fatalf("setup: %v", err)
@@ -156,7 +161,7 @@ func (h *harness) instance(name, secretName string) {
 	h.t.Helper()
 	inst := &v1alpha1.MISPInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns},
-		Spec:       v1alpha1.MISPInstanceSpec{URL: h.misp.URL(), APIKeySecretRef: v1alpha1.SecretKeyReference{Name: secretName}},
+		Spec:       v1alpha1.MISPInstanceSpec{URL: h.misp.URL(), AllowInsecureHTTP: true, APIKeySecretRef: v1alpha1.SecretKeyReference{Name: secretName}},
 	}
 	if err := k8sClient.Create(h.ctx, inst); err != nil {
 		h.t.Fatalf("create MISPInstance %s: %v", name, err)

@@ -127,9 +127,9 @@ func TestRunControllerWithGeneratedRBAC(t *testing.T) {
 		}, "test")
 	}()
 
-	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "key", Namespace: ns}, StringData: map[string]string{"apiKey": srv.AdminKey()}})
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "key", Namespace: ns, Labels: allowLabels}, StringData: map[string]string{"apiKey": srv.AdminKey()}})
 	mustCreate(t, &v1alpha1.MISPInstance{ObjectMeta: metav1.ObjectMeta{Name: "misp", Namespace: ns},
-		Spec: v1alpha1.MISPInstanceSpec{URL: srv.URL(), APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "key"}}})
+		Spec: v1alpha1.MISPInstanceSpec{URL: srv.URL(), AllowInsecureHTTP: true, APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "key"}}})
 	p := policy("p", "misp", "a", org(1, "one"))
 	p.Namespace = ns
 	p.Spec.DeletionPolicy = v1alpha1.DeletionPolicyDelete

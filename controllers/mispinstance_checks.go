@@ -13,6 +13,7 @@ import (
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // instanceAPI is what the MISPInstance reconciler asks MISP (all reads).
@@ -164,7 +165,7 @@ func credentialCheck(ce *credentialError) instanceCheck {
 	reachable := notChecked(v1alpha1.ConditionReachable)
 	authenticated := cond(v1alpha1.ConditionAuthenticated, metav1.ConditionFalse, ce.Reason, ce.Message)
 	switch ce.Reason {
-	case ReasonCABundleNotFound, ReasonCABundleInvalid, ReasonInvalidConfiguration:
+	case ReasonCABundleNotFound, ReasonCABundleInvalid, ReasonInvalidConfiguration, trust.ReasonHostNotAllowed, trust.ReasonInsecureURL:
 		reachable = cond(v1alpha1.ConditionReachable, metav1.ConditionFalse, ce.Reason, ce.Message)
 		authenticated = notChecked(v1alpha1.ConditionAuthenticated)
 	}

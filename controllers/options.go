@@ -7,6 +7,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // FieldManager is the server-side-apply field manager of everything the
@@ -55,6 +56,10 @@ type Options struct {
 	// taken from the MISPInstance and its Secrets; Metrics and Logger are
 	// filled in when empty.
 	MISP misp.Options
+
+	// AllowedHosts are the MISP hosts the operator may send keys to (REST URL and
+	// ZeroMQ endpoint of every MISPInstance); the zero value allows any host.
+	AllowedHosts trust.HostAllowList
 
 	// Registerer receives the controller's metrics and the MISP client's.
 	// RunController passes controller-runtime's metrics.Registry (served on

@@ -160,3 +160,45 @@ func TestCachedSecretMetadataHoldsNoAnnotationsNorManagedFields(t *testing.T) {
 		return nil
 	})
 }
+
+func TestASecretWithoutTheOptInLabelIsNotRead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "key", Namespace: h.ns}, StringData: map[string]string{"apiKey": h.misp.AdminKey()}}
+	if err := k8sClient.Create(h.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	h.instance("misp", "key")
+	got := h.waitInstance("misp", func(i *v1alpha1.MISPInstance) error {
+		return wantCondition(i.Status.Conditions, v1alpha1.ConditionAuthenticated, metav1.ConditionFalse, ReasonSecretNotAllowed, i.Generation)
+	})
+	if msg := condition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, `misptrust.io/allow: "true"`) {
+		t.Errorf("Ready does not name the missing label: %q", msg)
+	}
+	if reqs := h.misp.Requests(); len(reqs) != 0 {
+		t.Errorf("MISP was called without an opted-in key: %v", routes(reqs))
+	}
+	s.Labels = allowLabels
+	if err := k8sClient.Update(h.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	h.waitInstance("misp", func(i *v1alpha1.MISPInstance) error {
+		return wantCondition(i.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionTrue, "", i.Generation)
+	})
+}
+
+func TestNoKeyGoesToAHostOffTheAllowList(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{allowedHosts: "misp.misp.svc,*.cert.example"})
+	h.secret("key", map[string]string{"apiKey": h.misp.AdminKey()})
+	h.instance("misp", "key") // the double listens on 127.0.0.1
+	got := h.waitInstance("misp", func(i *v1alpha1.MISPInstance) error {
+		return wantCondition(i.Status.Conditions, v1alpha1.ConditionReachable, metav1.ConditionFalse, trust.ReasonHostNotAllowed, i.Generation)
+	})
+	if msg := condition(got.Status.Conditions, v1alpha1.ConditionReachable).Message; !strings.Contains(msg, `"127.0.0.1"`) || !strings.Contains(msg, "misp.misp.svc") {
+		t.Errorf("the condition does not name the host and the allow-list: %q", msg)
+	}
+	if reqs := h.misp.Requests(); len(reqs) != 0 {
+		t.Errorf("the key was sent to a host off the allow-list: %v", routes(reqs))
+	}
+}

@@ -26,7 +26,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}
 	// Metadata of Secrets and ConfigMaps comes from the cache itself: the
 	// manager's client bypasses the cache for those kinds (NewManagerOptions).
-	clients := newMISPClients(mgr.GetCache(), mgr.GetAPIReader(), opts.MISP)
+	clients := newMISPClients(mgr.GetCache(), mgr.GetAPIReader(), opts.MISP, opts.AllowedHosts)
 	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, opts: opts}
 	if err := inst.setupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the MISPInstance controller: %w", err)

@@ -25,6 +25,7 @@ import (
 	"github.com/misptrust/misp-trust-operator/internal/kubecache"
 	"github.com/misptrust/misp-trust-operator/internal/memlimit"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // RunCurator runs the curator subcommand until ctx ends: a controller-runtime manager with
@@ -47,6 +48,7 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 		mispTimeout   = fs.Duration("misp-timeout", 30*time.Second, "Timeout of one MISP HTTP request (a MISPInstance's spec.api.timeout wins).")
 		mispRetries   = fs.Int("misp-max-retries", 4, "Retries of a MISP request after a network error, 5xx or 429.")
 		silence       = fs.Duration("feed-silence-timeout", feed.DefaultSilenceTimeout, "Redial the ZeroMQ feed after this long without any message (MISP sends a heartbeat after 10 s idle).")
+		allowedHosts  = fs.String("misp-allowed-hosts", "", "Comma-separated MISP hosts (names or IPs, *.domain for its subdomains) the curator may send API keys and ZeroMQ credentials to; empty: any host.")
 		margin        = fs.Duration("catchup-safety-margin", catchup.DefaultSafetyMargin, "Catch-up searches look this much before their watermark (clock skew between the curator and MISP, events committed during a pass).")
 	)
 	zopts := zap.Options{}
@@ -72,6 +74,10 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 	if err != nil {
 		return fmt.Errorf("curator: --watch-namespaces: %w", err)
 	}
+	hosts, err := trust.ParseHostAllowList(*allowedHosts)
+	if err != nil {
+		return fmt.Errorf("curator: --misp-allowed-hosts: %w", err)
+	}
 	if *flush < 100*time.Millisecond {
 		return fmt.Errorf("curator: --status-flush-interval must be at least 100ms, got %s", *flush)
 	}
@@ -82,7 +88,8 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 	if err != nil {
 		return fmt.Errorf("curator: %w", err)
 	}
-	logger.Info("starting misp-trust-operator curator", "version", version, "namespaces", namespaces, "goMemoryLimit", memLimit)
+	logger.Info("starting misp-trust-operator curator", "version", version, "namespaces", namespaces, "goMemoryLimit", memLimit,
+		"mispAllowedHosts", hosts.String())
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -95,6 +102,7 @@ func RunCurator(ctx context.Context, args []string, version string) error {
 		// Hand the Lease over at once on a clean shutdown (rolling updates).
 		ReleaseOnCancel:     true,
 		Namespaces:          namespaces,
+		AllowedHosts:        hosts,
 		StatusFlushInterval: *flush,
 		// controller-runtime's registry is served on the manager's metrics endpoint.
 		Registerer: crmetrics.Registry,

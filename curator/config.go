@@ -11,6 +11,7 @@ import (
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // LeaderElectionID is the Lease the curator replicas compete for.
@@ -47,6 +48,9 @@ type Config struct {
 	Namespace  string
 	// StatusFlushInterval: a status is written at most once per interval (default 5s).
 	StatusFlushInterval time.Duration
+	// AllowedHosts are the MISP hosts the curator may send keys and ZeroMQ credentials
+	// to; the zero value allows any host.
+	AllowedHosts trust.HostAllowList
 
 	// Templates of the per-instance parts. Fields that come from the MISPInstance and its
 	// Secrets (URL, key, CA, endpoint, credentials, concurrency, debounce, dry run,

@@ -55,7 +55,7 @@ func newEnv(t *testing.T, opts misptest.Options) *env {
 	_, _ = rand.Read(b)
 	e := &env{t: t, ns: "cur-" + hex.EncodeToString(b), misp: srv, logs: &logSink{}}
 	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}})
-	e.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "misp-api"},
+	e.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "misp-api", Labels: allowLabels},
 		StringData: map[string]string{"apiKey": srv.AdminKey()}})
 	return e
 }
@@ -67,15 +67,19 @@ func (e *env) create(obj client.Object) {
 	}
 }
 
+// allowLabels opt a Secret in to being read by the operator.
+var allowLabels = map[string]string{trust.AllowLabel: trust.AllowValue}
+
 // instance creates a MISPInstance for the double (ZeroMQ on).
 func (e *env) instance(name string, mutate func(*v1alpha1.MISPInstanceSpec)) {
 	e.t.Helper()
 	inst := &v1alpha1.MISPInstance{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
 		Spec: v1alpha1.MISPInstanceSpec{
-			URL:             e.misp.URL(),
-			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "misp-api"},
-			ZeroMQ:          &v1alpha1.ZeroMQSpec{Endpoint: e.misp.ZMQEndpoint()},
-			Curation:        &v1alpha1.CurationSpec{PushDebounce: &metav1.Duration{Duration: time.Second}},
+			URL:               e.misp.URL(),
+			AllowInsecureHTTP: true, // the double speaks plain http
+			APIKeySecretRef:   v1alpha1.SecretKeyReference{Name: "misp-api"},
+			ZeroMQ:            &v1alpha1.ZeroMQSpec{Endpoint: e.misp.ZMQEndpoint()},
+			Curation:          &v1alpha1.CurationSpec{PushDebounce: &metav1.Duration{Duration: time.Second}},
 		}}
 	if mutate != nil {
 		mutate(&inst.Spec)

@@ -111,7 +111,7 @@ func (p *pyPublisher) replay(path string) {
 // zmqCredentials creates the PLAIN credentials Secret and points the instance at the
 // libzmq publisher.
 func (e *env) zmqCredentials(user, password string) func(*v1alpha1.MISPInstanceSpec) {
-	e.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "misp-zmq"},
+	e.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "misp-zmq", Labels: allowLabels},
 		StringData: map[string]string{"username": user, "password": password}})
 	return func(s *v1alpha1.MISPInstanceSpec) {
 		s.ZeroMQ.CredentialsSecretRef = &v1alpha1.SecretReference{Name: "misp-zmq"}

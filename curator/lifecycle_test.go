@@ -90,7 +90,7 @@ func TestPipelineFollowsItsInstanceAndSecrets(t *testing.T) {
 	}
 
 	// It comes back: curation resumes.
-	e.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "misp-api"},
+	e.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "misp-api", Labels: allowLabels},
 		StringData: map[string]string{"apiKey": e.misp.AdminKey()}})
 	eventually(t, "FeedConnected=True again", func() (bool, string) {
 		c := e.feedCondition()

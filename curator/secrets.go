@@ -46,6 +46,9 @@ func readCredentials(ctx context.Context, live client.Reader, inst *v1alpha1.MIS
 			}
 			return nil, fmt.Errorf("read Secret %s/%s (%s): %w", inst.Namespace, name, what, err)
 		}
+		if !trust.Allowed(&s) {
+			return nil, &configError{trust.NotAllowedMessage("Secret", inst.Namespace, name)}
+		}
 		versions = append(versions, string(s.UID)+"/"+s.ResourceVersion)
 		out := make([]string, len(keys))
 		for i, k := range keys {

@@ -128,6 +128,11 @@ func (s *supervisor) sync(ctx context.Context, key types.NamespacedName) error {
 		s.sh.feed.Forget(key.String())
 		return nil
 	}
+	var ee *trust.EndpointError
+	if err := trust.CheckEndpoints(&inst, s.sh.cfg.AllowedHosts); errors.As(err, &ee) {
+		// Before any Secret is read: no key goes to a host off the allow-list.
+		return s.configProblem(key, &inst, &configError{ee.Message})
+	}
 	snap, err := s.buildIndex(ctx, &inst)
 	if err != nil {
 		return err

@@ -73,7 +73,7 @@ func Tags(p *v1alpha1.OrgTrustPolicy) []string {
 		tags = append(tags, InformationCredibilityTag(p.Spec.InformationCredibility))
 	}
 	for _, t := range p.Spec.ExtraTags {
-		if !contains(tags, t) {
+		if !contains(tags, t) && extraTagAllowed(t) {
 			tags = append(tags, t)
 		}
 	}
@@ -81,6 +81,22 @@ func Tags(p *v1alpha1.OrgTrustPolicy) []string {
 		tags = append(tags, TagWorkflowComplete)
 	}
 	return tags
+}
+
+// reservedTagPrefixes are the tags the operator derives from the spec: an extra tag may
+// not set them (the CRD refuses it; objects stored before that rule are filtered here).
+var reservedTagPrefixes = []string{"admiralty-scale:source-reliability=", "admiralty-scale:information-credibility=", "workflow:state="}
+
+func extraTagAllowed(t string) bool {
+	if strings.ContainsAny(t, "\r\n") {
+		return false
+	}
+	for _, p := range reservedTagPrefixes {
+		if strings.HasPrefix(t, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // Key identifies a policy in messages and maps: "namespace/name".

@@ -138,7 +138,8 @@ func TestTagsAndDefaults(t *testing.T) {
 	}{
 		{"high: grade a and publish", v1alpha1.OrgTrustPolicySpec{SourceReliability: "a", Publish: true},
 			[]string{`admiralty-scale:source-reliability="a"`, `workflow:state="complete"`}, "misp-trust-operator/sec/p", "org_uuid:", 0, v1alpha1.DeletionPolicyRetain},
-		{"medium: grade c, tag only, credibility and extra tags", v1alpha1.OrgTrustPolicySpec{SourceReliability: "c", InformationCredibility: "2", ExtraTags: []string{"tlp:green", `admiralty-scale:source-reliability="c"`},
+		{"medium: grade c, tag only, credibility and extra tags; extra tags cannot set the grade or the workflow", v1alpha1.OrgTrustPolicySpec{SourceReliability: "c", InformationCredibility: "2",
+			ExtraTags:       []string{"tlp:green", `admiralty-scale:source-reliability="a"`, `workflow:state="complete"`, "two\nlines"},
 			WarninglistName: "org-confidence-level-medium", ValuePrefix: &prefix, Priority: &prio, DeletionPolicy: v1alpha1.DeletionPolicyDelete},
 			[]string{`admiralty-scale:source-reliability="c"`, `admiralty-scale:information-credibility="2"`, "tlp:green"}, "org-confidence-level-medium", "", 7, v1alpha1.DeletionPolicyDelete},
 	}

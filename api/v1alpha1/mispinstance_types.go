@@ -9,11 +9,23 @@ import (
 //
 // Defaults are resolved by the operator, never written back into the spec (a
 // GitOps tool would see a permanent diff); status shows the effective values.
+//
+// The Secrets it names must carry the label misptrust.io/allow: "true", and the
+// hosts of url and zeroMQ.endpoint must be on the operator's allow-list
+// (--misp-allowed-hosts, the chart's mispAllowedHosts; empty allows any host).
+//
+// +kubebuilder:validation:XValidation:rule="!self.url.startsWith('http://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="an http:// url sends the API key unencrypted: use https, or set allowInsecureHTTP: true"
 type MISPInstanceSpec struct {
-	// URL of the MISP web application, e.g. https://misp.misp.svc.
+	// URL of the MISP web application, e.g. https://misp.misp.svc. Plain http
+	// needs allowInsecureHTTP.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+(/[^\s]*)?$`
 	URL string `json:"url"`
+
+	// AllowInsecureHTTP accepts a plain http url: the API key then travels
+	// unencrypted. Only for a MISP reached over a trusted network (or tests).
+	// +optional
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
 
 	// APIKeySecretRef names the Secret key holding the MISP API key (key
 	// defaults to "apiKey"). The key's user should be a site admin of the host
@@ -75,8 +87,9 @@ type APISpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	RequestsPerSecond int32 `json:"requestsPerSecond,omitempty"`
 
-	// Timeout of one HTTP request (default 30s).
+	// Timeout of one HTTP request (default 30s), between 1s and 5m.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="api.timeout must be between 1s and 5m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
@@ -95,8 +108,9 @@ type CurationSpec struct {
 
 	// PushDebounce delays the curation of pushed events: MISP announces a
 	// pushed event when its row is saved, before its tags and attributes
-	// (default 5s).
+	// (default 5s; 0 curates at once), at most 5m.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('5m')",message="pushDebounce must be between 0s and 5m"
 	PushDebounce *metav1.Duration `json:"pushDebounce,omitempty"`
 
 	// CatchUp configures the REST catch-up that recovers events whose ZeroMQ
@@ -107,14 +121,16 @@ type CurationSpec struct {
 
 // CatchUpSpec configures the periodic REST catch-up.
 type CatchUpSpec struct {
-	// Interval between catch-up passes (default 5m). A pass also runs at start
-	// and after every ZeroMQ reconnect.
+	// Interval between catch-up passes (default 5m), between 1s and 24h. A
+	// pass also runs at start and after every ZeroMQ reconnect.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="catchUp.interval must be between 1s and 24h"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// Lookback bounds how far back the first pass and a trust change look for
-	// events to curate (default 24h).
+	// events to curate (default 24h), between 1m and 30 days (720h).
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="catchUp.lookback must be between 1m and 720h"
 	Lookback *metav1.Duration `json:"lookback,omitempty"`
 }
 

@@ -63,12 +63,18 @@ type OrgTrustPolicySpec struct {
 	// +kubebuilder:validation:Enum="1";"2";"3";"4";"5";"6"
 	InformationCredibility string `json:"informationCredibility,omitempty"`
 
-	// ExtraTags are attached as local tags too, e.g. tlp:green.
+	// ExtraTags are attached as local tags too, e.g. tlp:green. A tag may not
+	// hold a line break, nor be one the operator sets itself
+	// (admiralty-scale:source-reliability, admiralty-scale:information-credibility
+	// and workflow:state come from sourceReliability, informationCredibility and
+	// publish).
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[^\r\n]*$`
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !t.startsWith('admiralty-scale:source-reliability=') && !t.startsWith('admiralty-scale:information-credibility=') && !t.startsWith('workflow:state='))",message="extraTags may not set the grade, the credibility or the workflow state: use sourceReliability, informationCredibility and publish"
 	ExtraTags []string `json:"extraTags,omitempty"`
 
 	// Publish also replaces workflow:state="incomplete" with
@@ -121,10 +127,12 @@ type Organisation struct {
 	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
 	UUID string `json:"uuid"`
 
-	// Name of the organisation, written as the warninglist entry's comment.
+	// Name of the organisation, written as the warninglist entry's comment. It
+	// may contain '#' ("CERT #1"): MISP splits an entry at its first '#' only
+	// (Warninglist::parseFreetext), and the value before it never holds one.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^[^\r\n#]*$`
+	// +kubebuilder:validation:Pattern=`^[^\r\n]*$`
 	Name string `json:"name,omitempty"`
 }
 

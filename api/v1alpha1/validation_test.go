@@ -123,9 +123,27 @@ func TestInvalidObjectsAreRejectedWithAClearMessage(t *testing.T) {
 			[]string{`spec.priority: Invalid value: -1001: spec.priority in body should be greater than or equal to -1000`}},
 		{"an unknown deletion policy", validPolicy, []mutation{{"spec.deletionPolicy", "Orphan"}},
 			[]string{`spec.deletionPolicy: Unsupported value: "Orphan": supported values: "Retain", "Delete"`}},
-		{"an organisation name with a # (it would end the warninglist entry)", validPolicy, []mutation{{"spec.organisations", []any{
-			map[string]any{"uuid": "5cf66e53-b5f8-43e7-be9a-49880a3b4631", "name": "CIRCL # x"}}}},
+		{"an organisation name with a line break (it would end the warninglist entry)", validPolicy, []mutation{{"spec.organisations", []any{
+			map[string]any{"uuid": "5cf66e53-b5f8-43e7-be9a-49880a3b4631", "name": "CIRCL\nx"}}}},
 			[]string{`spec.organisations[0].name`, `should match`}},
+		{"an extra tag with a line break", validPolicy, []mutation{{"spec.extraTags", []any{"tlp:green\ntlp:red"}}},
+			[]string{`spec.extraTags[0]`, `should match`}},
+		{"an extra tag setting the grade", validPolicy, []mutation{{"spec.extraTags", []any{`admiralty-scale:source-reliability="a"`}}},
+			[]string{`extraTags may not set the grade, the credibility or the workflow state`}},
+		{"an extra tag setting the workflow state", validPolicy, []mutation{{"spec.extraTags", []any{`workflow:state="complete"`}}},
+			[]string{`extraTags may not set the grade`}},
+		{"a plain http URL without allowInsecureHTTP", validInstance, []mutation{{"spec.url", "http://misp.misp.svc"}},
+			[]string{`an http:// url sends the API key unencrypted`}},
+		{"a 1ms catch-up interval (a hot loop)", validInstance, []mutation{{"spec.curation.catchUp.interval", "1ms"}},
+			[]string{`catchUp.interval must be between 1s and 24h`}},
+		{"a catch-up look-back of a year", validInstance, []mutation{{"spec.curation.catchUp.lookback", "8760h"}},
+			[]string{`catchUp.lookback must be between 1m and 720h`}},
+		{"a push debounce of an hour", validInstance, []mutation{{"spec.curation.pushDebounce", "1h"}},
+			[]string{`pushDebounce must be between 0s and 5m`}},
+		{"a negative push debounce", validInstance, []mutation{{"spec.curation.pushDebounce", "-1s"}},
+			[]string{`pushDebounce must be between 0s and 5m`}},
+		{"an API timeout of 1ms", validInstance, []mutation{{"spec.api.timeout", "1ms"}},
+			[]string{`api.timeout must be between 1s and 5m`}},
 		{"a value prefix with a space", validPolicy, []mutation{{"spec.valuePrefix", "org uuid:"}},
 			[]string{`spec.valuePrefix`, `should match`}},
 		{"the same extra tag twice", validPolicy, []mutation{{"spec.extraTags", []any{"tlp:green", "tlp:green"}}},
@@ -184,6 +202,25 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			p := validPolicy()
 			setPath(p, "spec.organisations", orgs(500, seqUUID))
 			return p
+		}},
+		{"an organisation name with '#' (MISP splits an entry at its first '#' only)", func() map[string]any {
+			p := validPolicy()
+			setPath(p, "spec.organisations", []any{map[string]any{"uuid": "5cf66e53-b5f8-43e7-be9a-49880a3b4631", "name": "CERT #1"}})
+			return p
+		}},
+		{"a plain http URL with allowInsecureHTTP", func() map[string]any {
+			i := validInstance()
+			setPath(i, "spec.url", "http://misp.misp.svc")
+			setPath(i, "spec.allowInsecureHTTP", true)
+			return i
+		}},
+		{"durations at their bounds", func() map[string]any {
+			i := validInstance()
+			setPath(i, "spec.curation.catchUp.interval", "1s")
+			setPath(i, "spec.curation.catchUp.lookback", "720h")
+			setPath(i, "spec.curation.pushDebounce", "0s")
+			setPath(i, "spec.api.timeout", "5m")
+			return i
 		}},
 		{"an IPv6 ZeroMQ endpoint", func() map[string]any {
 			i := validInstance()

@@ -80,13 +80,14 @@ func TestNoEventIsLostUnderChaos(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 	mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "misp-api"},
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "misp-api", Labels: map[string]string{trust.AllowLabel: trust.AllowValue}},
 		StringData: map[string]string{"apiKey": srv.AdminKey()}})
 	mustCreate(t, &v1alpha1.MISPInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "misp"},
 		Spec: v1alpha1.MISPInstanceSpec{
-			URL:             srv.URL(),
-			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "misp-api"},
-			ZeroMQ:          &v1alpha1.ZeroMQSpec{Endpoint: srv.ZMQEndpoint()},
+			URL:               srv.URL(),
+			AllowInsecureHTTP: true,
+			APIKeySecretRef:   v1alpha1.SecretKeyReference{Name: "misp-api"},
+			ZeroMQ:            &v1alpha1.ZeroMQSpec{Endpoint: srv.ZMQEndpoint()},
 			Curation: &v1alpha1.CurationSpec{
 				Concurrency:  8,
 				PushDebounce: &metav1.Duration{Duration: 500 * time.Millisecond},

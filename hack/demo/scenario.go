@@ -36,8 +36,11 @@ var orgs = map[string]string{
 // samples point at an in-cluster MISP, the demo's runs on loopback.
 func (d *demo) applySamples(ctx context.Context) error {
 	secrets := []*corev1.Secret{
-		{ObjectMeta: metav1.ObjectMeta{Name: "misp-api", Namespace: demoNamespace}, StringData: map[string]string{"apiKey": d.apiKey}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "misp-zmq", Namespace: demoNamespace}, StringData: map[string]string{"username": "curator", "password": d.zmqPassword}},
+		// The operator reads only Secrets that opt in (README, Security model).
+		{ObjectMeta: metav1.ObjectMeta{Name: "misp-api", Namespace: demoNamespace, Labels: map[string]string{trust.AllowLabel: trust.AllowValue}},
+			StringData: map[string]string{"apiKey": d.apiKey}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "misp-zmq", Namespace: demoNamespace, Labels: map[string]string{trust.AllowLabel: trust.AllowValue}},
+			StringData: map[string]string{"username": "curator", "password": d.zmqPassword}},
 	}
 	for _, s := range secrets {
 		if err := d.k8s.Create(ctx, s); err != nil {
@@ -65,6 +68,7 @@ func (d *demo) applySamples(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", f, err)
 			}
 			inst.Spec.URL = d.mispURL
+			inst.Spec.AllowInsecureHTTP = true // the double speaks plain http on loopback
 			inst.Spec.ZeroMQ.Endpoint = d.zmqEndpoint
 			// The demo's catch-up runs often so the stopped-curator event is
 			// visible quickly; production keeps the 5m default.

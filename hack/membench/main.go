@@ -274,7 +274,7 @@ func createObjects(ctx context.Context, k8s client.Client, c config, mispURL str
 		return 0, err
 	}
 	inst := &v1alpha1.MISPInstance{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "misp"},
-		Spec: v1alpha1.MISPInstanceSpec{URL: mispURL, APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "misp-api"}}}
+		Spec: v1alpha1.MISPInstanceSpec{URL: mispURL, AllowInsecureHTTP: true, APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "misp-api"}}}
 	if err := k8s.Create(ctx, inst); err != nil {
 		return 0, err
 	}
