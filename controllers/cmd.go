@@ -57,7 +57,9 @@ func RunController(ctx context.Context, args []string, version string) error {
 		concurrency    = fs.Int("max-concurrent-reconciles", DefaultMaxConcurrentReconciles, "Reconciles run in parallel per controller.")
 		kubeconfig     = fs.String("kubeconfig", "", "Path to a kubeconfig; only needed outside a cluster (KUBECONFIG is honoured too).")
 		mispTimeout    = fs.Duration("misp-timeout", 30*time.Second, "Timeout of one MISP HTTP request (a MISPInstance's spec.api.timeout wins).")
-		mispMaxRetries = fs.Int("misp-max-retries", 4, "Retries of a MISP request after a network error, 5xx or 429.")
+		mispMaxRetries = fs.Int("misp-max-retries", DefaultMISPRetries, "Retries of a MISP request after a network error, 5xx or 429 (a failed reconcile is retried with a per-instance backoff anyway).")
+		reconcileTO    = fs.Duration("reconcile-timeout", DefaultReconcileTimeout, "Deadline of the MISP calls of one OrgTrustPolicy reconcile.")
+		checkTO        = fs.Duration("check-timeout", DefaultCheckTimeout, "Deadline of the checks of one MISPInstance (version, key, host organisation).")
 		allowedHosts   = fs.String("misp-allowed-hosts", "", "Comma-separated MISP hosts (names or IPs, *.domain for its subdomains) the operator may send API keys and ZeroMQ credentials to; empty: any host. A MISPInstance naming another host gets Ready False (HostNotAllowed) and no key is sent.")
 	)
 	zopts := zap.Options{}
@@ -125,6 +127,8 @@ func RunController(ctx context.Context, args []string, version string) error {
 	opts := Options{
 		ResyncInterval:          *resync,
 		MaxConcurrentReconciles: *concurrency,
+		ReconcileTimeout:        *reconcileTO,
+		CheckTimeout:            *checkTO,
 		// controller-runtime's registry is served on the manager's metrics
 		// endpoint: the one global registry the process uses.
 		Registerer: crmetrics.Registry,

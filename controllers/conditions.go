@@ -71,6 +71,10 @@ func isAre(n int) string {
 // stay small whatever it answers.
 const maxMISPString = 200
 
+// maxMISPError bounds an error rendered in a condition: the operator's context
+// plus what MISP answered.
+const maxMISPError = 600
+
 // truncateMISP cuts s to maxMISPString bytes (on a rune boundary) with "…".
 func truncateMISP(s string) string {
 	if len(s) <= maxMISPString {

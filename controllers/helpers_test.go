@@ -53,6 +53,9 @@ type harnessOptions struct {
 	extraNamespaces int
 	// allowedHosts is the controller's --misp-allowed-hosts.
 	allowedHosts string
+	// production keeps the production defaults of workers, timeouts, retries
+	// and backoffs (the other tests shorten them).
+	production bool
 }
 
 func newHarness(t *testing.T, ho harnessOptions) *harness {
@@ -86,6 +89,9 @@ func newHarness(t *testing.T, ho harnessOptions) *harness {
 		Registerer:         h.reg,
 		SkipNameValidation: true,
 		MISP:               misp.Options{Timeout: 10 * time.Second, MaxRetries: 1, RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond, QPS: -1},
+	}
+	if ho.production {
+		opts = Options{ResyncInterval: resync, Registerer: h.reg, SkipNameValidation: true}
 	}
 	if opts.AllowedHosts, err = trust.ParseHostAllowList(ho.allowedHosts); err != nil {
 		t.Fatal(err)

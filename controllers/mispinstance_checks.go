@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -92,6 +93,9 @@ func checkInstance(ctx context.Context, api instanceAPI, url string) instanceChe
 		}
 		return finish()
 	}
+	// What MISP says goes into conditions and status: bounded (a broken or
+	// hostile MISP must not bloat the object).
+	v.Version = truncateMISP(v.Version)
 	ck.Version = v.Version
 	switch ok, parsed := versionAtLeast(v.Version, minVersion); {
 	case !parsed:
@@ -115,6 +119,9 @@ func checkInstance(ctx context.Context, api instanceAPI, url string) instanceChe
 			ck.Transient = err
 		}
 		return finish()
+	}
+	for _, f := range []*string{&me.Email, &me.OrgName, &me.OrgUUID, &me.RoleName, &me.OrgID} {
+		*f = truncateMISP(*f)
 	}
 	ck.Identity = &v1alpha1.MISPIdentity{Email: me.Email, OrgName: me.OrgName, OrgUUID: me.OrgUUID, Role: me.RoleName}
 	authenticated = cond(v1alpha1.ConditionAuthenticated, metav1.ConditionTrue, ReasonKeyAccepted,
@@ -142,6 +149,7 @@ func checkInstance(ctx context.Context, api instanceAPI, url string) instanceChe
 		return finish()
 	}
 	hostID, err := api.HostOrgID(ctx)
+	hostID = truncateMISP(hostID)
 	switch {
 	case err != nil:
 		hostOrg = cond(v1alpha1.ConditionHostOrg, metav1.ConditionUnknown, ReasonNotChecked, fmt.Sprintf("Cannot read MISP.host_org_id: %v.", trimDot(err)))
@@ -248,8 +256,17 @@ func keyRejectedMessage(err error) string {
 }
 
 // trimDot renders an error without a final period, to embed it in a sentence.
+// MISP's own text inside err is bounded (maxMISPError).
 func trimDot(err error) string {
-	return strings.TrimRight(err.Error(), ". ")
+	s := strings.TrimRight(err.Error(), ". ")
+	if len(s) > maxMISPError {
+		cut := maxMISPError
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // versionAtLeast compares a MISP version "2.5.1" (suffixes like "2.4.199-rc1"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,6 +32,7 @@ import (
 type MISPInstanceReconciler struct {
 	client  client.Client
 	clients *mispClients
+	backoff *instanceBackoff
 	opts    Options
 }
 
@@ -68,6 +70,11 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, nil
 	}
 
+	if wait, _ := r.backoff.wait(req.NamespacedName, inst.Spec.URL); wait > 0 && inst.Status.ObservedGeneration == inst.Generation {
+		// Its MISP failed to answer a moment ago: no call before the backoff ends
+		// (a changed spec is checked at once).
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	var ck instanceCheck
 	c, err := r.clients.Get(ctx, &inst)
 	var ce *credentialError
@@ -80,7 +87,11 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if inst.Spec.TLS != nil && inst.Spec.TLS.InsecureSkipVerify {
 			logger.Info("TLS certificate verification of MISP is disabled (spec.tls.insecureSkipVerify)")
 		}
-		ck = checkInstance(ctx, c, inst.Spec.URL)
+		// A deadline for the three reads: a black-holed MISP holds a worker for
+		// this long, then backs off.
+		cctx, cancel := context.WithTimeout(ctx, r.opts.CheckTimeout)
+		ck = checkInstance(cctx, c, inst.Spec.URL)
+		cancel()
 	}
 
 	st := instanceStatus{ObservedGeneration: inst.Generation, MISPVersion: ck.Version, Identity: ck.Identity}
@@ -100,9 +111,12 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		logger.Info("MISPInstance status changed", "ready", ready.Status, "reason", ready.Reason, "version", st.MISPVersion)
 	}
 	if ck.Transient != nil {
-		// Back off through the work queue's rate limiter instead of hammering MISP.
-		return ctrl.Result{}, fmt.Errorf("check MISPInstance %s: %w", req.NamespacedName, ck.Transient)
+		// Back off per instance (its policies too) instead of hammering MISP.
+		wait := r.backoff.failed(req.NamespacedName, inst.Spec.URL, ck.Transient)
+		logger.Info("MISP did not answer; backing off", "error", trimDot(ck.Transient), "retryIn", wait.Round(time.Second).String())
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
+	r.backoff.ok(req.NamespacedName)
 	return ctrl.Result{RequeueAfter: jittered(r.opts.ResyncInterval)}, nil
 }
 

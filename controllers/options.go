@@ -25,7 +25,15 @@ const (
 	DefaultBackoffMax              = 5 * time.Minute
 	DefaultReconcileQPS            = 10
 	DefaultReconcileBurst          = 100
-	DefaultMaxConcurrentReconciles = 2
+	DefaultMaxConcurrentReconciles = 8
+	DefaultReconcileTimeout        = 2 * time.Minute
+	DefaultCheckTimeout            = 15 * time.Second
+	DefaultInstanceBackoffBase     = 5 * time.Second
+	DefaultInstanceBackoffMax      = 5 * time.Minute
+	// DefaultMISPRetries: retries inside one call. The work queue and the
+	// per-instance backoff retry a failed reconcile anyway; retrying inside it
+	// only holds a worker longer on a dead MISP.
+	DefaultMISPRetries = 1
 	// resyncJitter spreads resyncs of many objects so they do not hit MISP at
 	// the same moment after a restart: +0..20 % of the interval.
 	resyncJitter = 0.2
@@ -47,9 +55,21 @@ type Options struct {
 	ReconcileQPS   float64
 	ReconcileBurst int
 
-	// MaxConcurrentReconciles per controller (default 2: a MISP saturates
-	// around 30 calls/s, design.md §Scale).
+	// MaxConcurrentReconciles per controller (default 8). Each MISP's load is
+	// bounded by its own client's rate limit; the workers are shared by every
+	// instance, so a few dead MISPs must not take them all.
 	MaxConcurrentReconciles int
+
+	// ReconcileTimeout bounds one OrgTrustPolicy reconcile, MISP calls
+	// included (default 2m: writing a 500,000-organisation list takes
+	// seconds); CheckTimeout bounds the checks of one MISPInstance (default
+	// 15s: three small reads).
+	ReconcileTimeout, CheckTimeout time.Duration
+
+	// InstanceBackoffBase and InstanceBackoffMax bound the per-instance
+	// backoff after its MISP failed to answer (default 5s → 5m): until it
+	// ends, neither the instance nor its policies call that MISP.
+	InstanceBackoffBase, InstanceBackoffMax time.Duration
 
 	// MISP is the template of every MISP client: timeouts, retries, rate
 	// limit. URL, APIKey, CABundle, InsecureSkipVerify, QPS and Timeout are
@@ -95,6 +115,21 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	if o.ReconcileTimeout <= 0 {
+		o.ReconcileTimeout = DefaultReconcileTimeout
+	}
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = DefaultCheckTimeout
+	}
+	if o.InstanceBackoffBase <= 0 {
+		o.InstanceBackoffBase = DefaultInstanceBackoffBase
+	}
+	if o.InstanceBackoffMax < o.InstanceBackoffBase {
+		o.InstanceBackoffMax = max(DefaultInstanceBackoffMax, o.InstanceBackoffBase)
+	}
+	if o.MISP.MaxRetries == 0 {
+		o.MISP.MaxRetries = DefaultMISPRetries
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}

@@ -52,6 +52,7 @@ type OrgTrustPolicyReconciler struct {
 	clients    *mispClients
 	precedence *precedence
 	claims     *claims
+	backoff    *instanceBackoff
 	mem        *listMemory
 	recorder   events.EventRecorder
 	metrics    *metrics
@@ -137,6 +138,12 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 		return ctrl.Result{}, nil
 	}
 
+	instKey := types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name}
+	if wait, last := r.backoff.wait(instKey, inst.Spec.URL); wait > 0 {
+		b.setSynced(metav1.ConditionFalse, ReasonMISPUnavailable, fmt.Sprintf(
+			"MISP of MISPInstance %q did not answer (%s); the warninglist is synced again in %s.", inst.Name, last, wait.Round(time.Second)))
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	api, err := r.clients.Get(ctx, inst)
 	var ce *credentialError
 	switch {
@@ -151,7 +158,15 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 		instance: string(inst.UID) + "|" + inst.Spec.URL, owner: owner, foreign: r.foreignOwner,
 		now: r.opts.Clock.Now(), interval: r.opts.ResyncInterval,
 	}
-	out, syncErr := s.sync(ctx, want, statusRecord(p, want.Description))
+	// The MISP calls of a reconcile have a deadline: a MISP that stops answering
+	// holds a worker for at most this long (then its instance backs off); the
+	// status is still written with the reconcile's own context.
+	mctx, cancel := context.WithTimeout(ctx, r.opts.ReconcileTimeout)
+	out, syncErr := s.sync(mctx, want, statusRecord(p, want.Description))
+	cancel()
+	if syncErr == nil {
+		r.backoff.ok(instKey)
+	}
 	r.report(ctx, p, want, out)
 	if out.Refused != nil && out.Refused.Owner != "" {
 		b.setNameConflict(out.Refused.Reason, out.Refused.Message)
@@ -160,6 +175,17 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 		r.claims.release(self)
 	}
 	switch {
+	case syncErr != nil && syncErrorReason(syncErr) == ReasonMISPUnavailable:
+		// This MISP is not called again, by this policy or its siblings, before
+		// the instance's backoff ends.
+		wait := r.backoff.failed(instKey, inst.Spec.URL, syncErr)
+		b.setSynced(metav1.ConditionFalse, ReasonMISPUnavailable, fmt.Sprintf("Cannot sync warninglist %q: %s; next attempt in %s.",
+			want.Name, trimDot(syncErr), wait.Round(time.Second)))
+		if out.Created {
+			b.setWarninglist(out.ID, out.Version, want)
+		}
+		r.warnOnChange(p, b, "SyncFailed")
+		return ctrl.Result{RequeueAfter: wait}, nil
 	case syncErr != nil:
 		reason := syncErrorReason(syncErr)
 		b.setSynced(metav1.ConditionFalse, reason, fmt.Sprintf("Cannot sync warninglist %q: %s.", want.Name, trimDot(syncErr)))
@@ -290,7 +316,9 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 	if st, ok := r.mem.get(key, p.UID, string(inst.UID)+"|"+inst.Spec.URL); ok {
 		prev = st.listRecord
 	}
-	id, kept, err := deleteList(ctx, api, want, prev, ownerOf(p, inst))
+	dctx, cancel := context.WithTimeout(ctx, r.opts.ReconcileTimeout)
+	id, kept, err := deleteList(dctx, api, want, prev, ownerOf(p, inst))
+	cancel()
 	if kept != "" {
 		// Another object's list, or one the operator never wrote: never deleted.
 		return retain(kept)

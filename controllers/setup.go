@@ -27,7 +27,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	// Metadata of Secrets and ConfigMaps comes from the cache itself: the
 	// manager's client bypasses the cache for those kinds (NewManagerOptions).
 	clients := newMISPClients(mgr.GetCache(), mgr.GetAPIReader(), opts.MISP, opts.AllowedHosts)
-	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, opts: opts}
+	backoff := newInstanceBackoff(opts.InstanceBackoffBase, opts.InstanceBackoffMax, opts.Clock)
+	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, backoff: backoff, opts: opts}
 	if err := inst.setupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the MISPInstance controller: %w", err)
 	}
@@ -35,6 +36,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		client:     mgr.GetClient(),
 		apiReader:  mgr.GetAPIReader(),
 		clients:    clients,
+		backoff:    backoff,
 		claims:     newClaims(),
 		precedence: newPrecedence(trust.NewConfigMapOrgs(mgr.GetCache(), mgr.GetAPIReader())),
 		mem:        newListMemory(),

@@ -373,13 +373,14 @@ func (s *syncer) checkOwner(ctx context.Context, wl *misp.Warninglist) (*refusal
 
 // ownedElsewhere is the refusal to write a list another object owns.
 func ownedElsewhere(wl *misp.Warninglist, o listOwner) *refusal {
+	// The owner is read from MISP: bounded before it goes into a condition.
 	inst := ""
 	if o.Instance != "" {
-		inst = fmt.Sprintf(" of MISPInstance %s (uid %s)", o.Instance, o.InstanceUID)
+		inst = fmt.Sprintf(" of MISPInstance %s (uid %s)", truncateMISP(o.Instance), truncateMISP(string(o.InstanceUID)))
 	}
 	return &refusal{Reason: ReasonWarninglistOwnedElsewhere, Owner: o.Policy, Message: fmt.Sprintf(
 		"Warninglist %q (id %s) belongs to OrgTrustPolicy %s%s, as its description in MISP says; the operator never rewrites or deletes a list another object owns. Set spec.warninglistName to another name.",
-		truncateMISP(wl.Name), wl.ID, o.Policy, inst)}
+		truncateMISP(wl.Name), truncateMISP(wl.ID), truncateMISP(o.Policy), inst)}
 }
 
 func (s *syncer) remember(id string, want desiredList, version int, inSync bool, next time.Time) {
@@ -433,7 +434,7 @@ func deleteList(ctx context.Context, api warninglistAPI, want desiredList, prev 
 	case !ok:
 		return "", fmt.Sprintf("warninglist %q (id %s) was not written by the operator (its description names no owner)", truncateMISP(wl.Name), wl.ID), nil
 	case o.Policy != owner.Policy:
-		return "", fmt.Sprintf("warninglist %q (id %s) belongs to OrgTrustPolicy %s", truncateMISP(wl.Name), wl.ID, o.Policy), nil
+		return "", fmt.Sprintf("warninglist %q (id %s) belongs to OrgTrustPolicy %s", truncateMISP(wl.Name), wl.ID, truncateMISP(o.Policy)), nil
 	}
 	if err := api.DeleteWarninglist(ctx, wl.ID); err != nil {
 		return "", "", fmt.Errorf("delete warninglist %s (%q): %w", wl.ID, want.Name, err)

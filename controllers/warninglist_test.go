@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"hash/maphash"
 	"strings"
 	"testing"
@@ -221,5 +222,18 @@ func TestTruncateNote(t *testing.T) {
 	}
 	if truncateNote("short.") != "short." {
 		t.Error("a short note was changed")
+	}
+}
+
+func TestMISPStringsInConditionsAreBounded(t *testing.T) {
+	long := strings.Repeat("ü", 5000)
+	if got := truncateMISP(long); len(got) > maxMISPString+len("…") || !utf8.ValidString(got) {
+		t.Errorf("truncateMISP: %d bytes, valid %t", len(got), utf8.ValidString(got))
+	}
+	if got := trimDot(errors.New("misp: edit: " + long)); len(got) > maxMISPError+len("…") || !utf8.ValidString(got) {
+		t.Errorf("trimDot: %d bytes", len(got))
+	}
+	if truncateMISP("short") != "short" {
+		t.Error("a short string changed")
 	}
 }
