@@ -23,7 +23,15 @@ import (
 // win their Lease, serve /healthz, /readyz and /metrics on the chart's ports,
 // and the controller writes a MISPInstance status; nothing is forbidden. This is
 // what proves the RBAC is enough, and not only well-formed.
-func TestBinaryRunsUnderChartRBAC(t *testing.T) {
+func TestBinaryRunsUnderChartRBAC(t *testing.T) { runUnderChartRBAC(t) }
+
+// The recommended install: Roles in the watched namespaces only; the processes get
+// --watch-namespaces. Nothing may be forbidden either.
+func TestBinaryRunsUnderNamespaceScopedRBAC(t *testing.T) {
+	runUnderChartRBAC(t, "--set", "security.watchNamespaces={default}")
+}
+
+func runUnderChartRBAC(t *testing.T, values ...string) {
 	c, err := startCluster(filepath.Join("..", "config", "crd", "bases"))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +57,7 @@ func TestBinaryRunsUnderChartRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rbac []string
-	for _, u := range render(t, "--set", "crds.enabled=false") {
+	for _, u := range render(t, append([]string{"--set", "crds.enabled=false"}, values...)...) {
 		switch u.GetKind() {
 		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
 			b, err := u.MarshalJSON()
@@ -80,7 +88,7 @@ func TestBinaryRunsUnderChartRBAC(t *testing.T) {
 	var procs []*proc
 	for _, component := range []string{"controller", "curator"} {
 		p := &proc{component: component, metrics: freePort(t), prob: freePort(t), out: &syncBuffer{}}
-		d := render(t, "--set", fmt.Sprintf("ports.metrics=%d", p.metrics), "--set", fmt.Sprintf("ports.health=%d", p.prob)).
+		d := render(t, append([]string{"--set", fmt.Sprintf("ports.metrics=%d", p.metrics), "--set", fmt.Sprintf("ports.health=%d", p.prob)}, values...)...).
 			mustFind(t, "Deployment", "mto-misp-trust-operator-"+component)
 		var args []string
 		for _, a := range container(t, d)["args"].([]any) {

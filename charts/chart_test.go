@@ -2,6 +2,7 @@ package charts_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -52,6 +53,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"bad scrape interval", "metrics.serviceMonitor.interval=often", "interval"},
 		{"port out of range", "ports.metrics=70000", "metrics"},
 		{"policy without spec", "policies[0].name=high", "spec"},
+		{"a watched namespace that is not a namespace name", "security.watchNamespaces={Team_A}", "watchNamespaces"},
+		{"an allowed host with a scheme", "security.mispAllowedHosts={https://misp}", "mispAllowedHosts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helmOffline(t, "template", "mto", chartDir, "--set", tc.set)
@@ -72,6 +75,8 @@ func TestDefaultRender(t *testing.T) {
 		"Role": 2, "RoleBinding": 2, "Service": 2, "Deployment": 2,
 		// Only the curator runs more than one replica by default.
 		"PodDisruptionBudget": 1,
+		// On by default (egress to DNS, the API server and MISP only).
+		"NetworkPolicy": 2,
 	}
 	if got := objs.kinds(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rendered kinds = %v, want %v", got, want)
@@ -215,6 +220,44 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		other := map[string]string{"controller": "curator", "curator": "controller"}[component]
 		if rules.allowsNamed("coordination.k8s.io/leases:update", "misp-trust-"+other) {
 			t.Errorf("%s may update the other component's Lease", component)
+		}
+	}
+}
+
+// The recommended install grants nothing in namespaces it does not watch: the
+// rules are Roles there, and the only cluster-wide grant is the controller's
+// read of the OrgTrustPolicy CRD.
+func TestNamespaceScopedInstall(t *testing.T) {
+	objs := render(t, "--set", "security.watchNamespaces={team-a,team-b}", "--set", "security.mispAllowedHosts={misp.misp.svc,*.cert.example}")
+	kinds := objs.kinds()
+	if kinds["ClusterRole"] != 1 || kinds["ClusterRoleBinding"] != 1 || kinds["Role"] != 2+4 || kinds["RoleBinding"] != 2+4 {
+		t.Fatalf("kinds = %v: want the controller's CRD ClusterRole, leader election Roles and a Role per component and namespace", kinds)
+	}
+	cr := rulesOf(t, objs.mustFind(t, "ClusterRole", "mto-misp-trust-operator-controller"))
+	if len(cr.perms) != 1 || !cr.allowsNamed("apiextensions.k8s.io/customresourcedefinitions:get", "orgtrustpolicies.misptrust.io") {
+		t.Errorf("cluster-wide grants = %v, want only the OrgTrustPolicy CRD read", cr.perms)
+	}
+	for _, ns := range []string{"team-a", "team-b"} {
+		for _, component := range []string{"controller", "curator"} {
+			var role *unstructured.Unstructured
+			for _, u := range objs {
+				if u.GetKind() == "Role" && u.GetNamespace() == ns && u.GetName() == "mto-misp-trust-operator-"+component {
+					role = u
+				}
+			}
+			if role == nil {
+				t.Fatalf("no Role for the %s in %s", component, ns)
+			}
+			rules := rulesOf(t, role)
+			if !rules.allows("/secrets:get") || !rules.allows("misptrust.io/mispinstances/status:patch") || rules.allows("/secrets:update") {
+				t.Errorf("%s in %s: %v", component, ns, rules.perms)
+			}
+		}
+	}
+	for _, component := range []string{"controller", "curator"} {
+		args := fmt.Sprint(container(t, objs.mustFind(t, "Deployment", "mto-misp-trust-operator-"+component))["args"])
+		if !strings.Contains(args, "--watch-namespaces=team-a,team-b") || !strings.Contains(args, "--misp-allowed-hosts=misp.misp.svc,*.cert.example") {
+			t.Errorf("%s args %s", component, args)
 		}
 	}
 }

@@ -67,6 +67,12 @@ spec:
             - {{ .component }}
             - --metrics-bind-address=:{{ $root.Values.ports.metrics }}
             - --health-probe-bind-address=:{{ $root.Values.ports.health }}
+            {{- with $root.Values.security.watchNamespaces }}
+            - --watch-namespaces={{ join "," . }}
+            {{- end }}
+            {{- with $root.Values.security.mispAllowedHosts }}
+            - --misp-allowed-hosts={{ join "," . }}
+            {{- end }}
             {{- range $c.extraArgs }}
             - {{ . | quote }}
             {{- end }}
