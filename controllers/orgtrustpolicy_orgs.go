@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,6 +48,8 @@ type precedence struct {
 	// instanceOf remembers each policy's instance, so the entry of an instance
 	// whose last policy is deleted does not stay in memory.
 	instanceOf map[types.NamespacedName]types.NamespacedName
+	// computed counts the computations (tests).
+	computed atomic.Int64
 }
 
 type instancePrecedence struct {
@@ -142,6 +145,7 @@ func (pr *precedence) compute(ctx context.Context, policy, inst types.Namespaced
 		byPolicy[trust.Key(s)] = res
 		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: orgs})
 	}
+	pr.computed.Add(1)
 	part := trust.Partition(cands, maxListed)
 	for key, res := range byPolicy {
 		res.Won = part.Won[key]

@@ -18,7 +18,9 @@
 // dryRun is switched in place.
 //
 // Secrets and ConfigMaps are watched as metadata only (a curator never holds every Secret
-// of the cluster in memory); the few that are referenced are read from the API server
-// when a pipeline or an index is built. Credentials never appear in logs, errors,
-// metrics or statuses.
+// of the cluster in memory); the few that are referenced, and labelled
+// misptrust.io/allow: "true", are read from the API server when a pipeline or an index
+// is built (of a ConfigMap only the parsed organisations are kept, per resourceVersion:
+// trust.ConfigMapOrgs). Credentials go only to allow-listed hosts
+// (trust.CheckEndpoints) and never appear in logs, errors, metrics or statuses.
 package curator
