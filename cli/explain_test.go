@@ -128,6 +128,7 @@ func TestExplainMatchesWhatTheEngineDoes(t *testing.T) {
 			if n := w.misp.WriteCalls(); n != 0 {
 				t.Fatalf("explain wrote to MISP:\n%s", requestLog(w.misp))
 			}
+			t.Logf("explain: %d MISP request(s) %v", len(w.misp.Requests()), w.misp.CallsByRoute())
 			if tc.state != statePending {
 				return
 			}

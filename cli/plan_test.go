@@ -90,6 +90,7 @@ func TestPlanOfAPromotionListsEveryAffectedEvent(t *testing.T) {
 	w.misp.ResetStats()
 	var res planResult
 	w.runJSON(&res, ExitChanges, "plan", "-f", dir)
+	t.Logf("plan: %d MISP requests %v, none a write", len(w.misp.Requests()), w.misp.CallsByRoute())
 
 	ns := w.ns
 	wantEvents := []eventImpact{
