@@ -30,9 +30,10 @@ bench: ## Benchmark the curation engine against the MISP double (events/s, laten
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: build
-build: ## Build bin/misp-trust-operator, bin/mispsim and bin/demo.
-	@echo "building bin/misp-trust-operator, bin/mispsim and bin/demo"
+build: ## Build bin/misp-trust-operator (and its kubectl plugin link bin/kubectl-misptrust), bin/mispsim and bin/demo.
+	@echo "building bin/misp-trust-operator (+ bin/kubectl-misptrust), bin/mispsim and bin/demo"
 	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/misp-trust-operator .
+	@ln -sf misp-trust-operator $(BIN)/kubectl-misptrust
 	@$(GO) build -o $(BIN)/mispsim ./hack/mispsim
 	@$(GO) build -o $(BIN)/demo ./hack/demo
 

@@ -107,7 +107,23 @@ func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, er
 	}
 	// eventid takes a uuid when it is exactly 36 characters long (EventsController
 	// __setIndexFilterConditions); anything else would be read as a numeric id.
-	req.body = map[string]any{"eventid": strings.ToLower(eventUUID)}
+	ref := strings.ToLower(eventUUID)
+	return c.eventMeta(ctx, req, ref, "uuid", func(e EventMeta) bool { return e.UUID == ref })
+}
+
+// EventMetaByID is EventMeta for this instance's numeric event id (what the MISP UI
+// shows); the same single call, with the id as eventid.
+func (c *Client) EventMetaByID(ctx context.Context, id string) (EventMeta, error) {
+	req := request{op: "read metadata of event " + id, method: http.MethodPost,
+		route: "/events/index", path: "/events/index"}
+	if err := c.checkID(req, "event id", id); err != nil {
+		return EventMeta{}, err
+	}
+	return c.eventMeta(ctx, req, id, "id", func(e EventMeta) bool { return e.ID == id })
+}
+
+func (c *Client) eventMeta(ctx context.Context, req request, ref, what string, match func(EventMeta) bool) (EventMeta, error) {
+	req.body = map[string]any{"eventid": ref}
 	resp, err := c.call(ctx, req, nil)
 	if err != nil {
 		return EventMeta{}, err
@@ -117,12 +133,12 @@ func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, er
 		return EventMeta{}, c.decodeFailure(req, resp, err)
 	}
 	for _, e := range events {
-		if e.UUID == strings.ToLower(eventUUID) {
+		if match(e) {
 			return e, nil
 		}
 	}
 	return EventMeta{}, &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: resp.status,
-		Kind: ErrNotFound, Message: "no event with this uuid is visible to this API key"}
+		Kind: ErrNotFound, Message: "no event with this " + what + " is visible to this API key"}
 }
 
 // EventSearch filters SearchEvents.

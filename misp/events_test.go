@@ -308,3 +308,43 @@ func TestPublish(t *testing.T) {
 func jsonString(s string) string {
 	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"`
 }
+
+func TestEventMetaByID(t *testing.T) {
+	tests := []struct {
+		name     string
+		id       string
+		handlers []http.HandlerFunc
+		wantUUID string
+		wantErr  error
+		calls    int
+	}{
+		{name: "the local id of a pulled event", id: "13",
+			handlers: []http.HandlerFunc{replay(t, "real/sync/api/51_A_events_index_eventid_e1.json")}, wantUUID: e1UUID, calls: 1},
+		{name: "an answer about another id is not found", id: "14",
+			handlers: []http.HandlerFunc{replay(t, "real/sync/api/51_A_events_index_eventid_e1.json")}, wantErr: ErrNotFound, calls: 1},
+		{name: "[] is not found", id: "13", handlers: []http.HandlerFunc{answer(200, `[]`, "X-Result-Count", "0")}, wantErr: ErrNotFound, calls: 1},
+		{name: "a uuid is refused before sending (EventMeta takes those)", id: e1UUID, wantErr: ErrInvalidArgument, calls: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			if len(tt.handlers) > 0 {
+				f.on("POST", "/events/index", tt.handlers...)
+			}
+			c, _ := f.client()
+			got, err := c.EventMetaByID(context.Background(), tt.id)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if got.UUID != tt.wantUUID {
+				t.Errorf("uuid = %q, want %q", got.UUID, tt.wantUUID)
+			}
+			if n := f.count("POST", "/events/index"); n != tt.calls {
+				t.Fatalf("%d calls, want %d", n, tt.calls)
+			}
+			if tt.calls > 0 {
+				jsonEqual(t, f.last("POST", "/events/index").Body, `{"eventid":"`+tt.id+`"}`)
+			}
+		})
+	}
+}

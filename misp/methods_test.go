@@ -29,6 +29,8 @@ func allMethods(t *testing.T) []methodCase {
 			call: func(ctx context.Context, c *Client) error { _, err := c.HostOrgID(ctx); return err }},
 		{name: "EventMeta", method: "POST", path: "/events/index", ok: replay(t, "real/sync/api/51_A_events_index_eventid_e1.json"),
 			call: func(ctx context.Context, c *Client) error { _, err := c.EventMeta(ctx, e1UUID); return err }},
+		{name: "EventMetaByID", method: "POST", path: "/events/index", ok: replay(t, "real/sync/api/51_A_events_index_eventid_e1.json"),
+			call: func(ctx context.Context, c *Client) error { _, err := c.EventMetaByID(ctx, "13"); return err }},
 		{name: "SearchEvents", method: "POST", path: "/events/index", ok: replay(t, "real/sync/api/24_B_events_index.json"),
 			call: func(ctx context.Context, c *Client) error {
 				_, err := c.SearchEvents(ctx, EventSearch{Since: time.Unix(1795727800, 0), OrgUUIDs: []string{partnerHigh}, Limit: 10})
