@@ -48,6 +48,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	@if compgen -G "controllers/*.go" >/dev/null || compgen -G "controllers/*/*.go" >/dev/null; then \
 	  $(CONTROLLER_GEN) rbac:roleName=misp-trust-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac; \
 	fi
+	$(CONTROLLER_GEN) rbac:roleName=misp-trust-curator,fileName=curator_role.yaml paths=./curator/... output:rbac:artifacts:config=config/rbac
 	bash hack/chart-crds.sh
 	bash hack/argocd-cm-patch.sh
 

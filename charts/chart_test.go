@@ -219,8 +219,8 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	}
 }
 
-// The chart grants each component exactly what config/rbac grants it (the
-// controller's ClusterRole there is generated from its RBAC markers): no less,
+// The chart grants each component exactly what config/rbac grants it (both
+// ClusterRoles there are generated from the components' RBAC markers): no less,
 // or the component fails at run time; no more, or it is not least privilege.
 func TestRBACMatchesConfig(t *testing.T) {
 	objs := render(t)
