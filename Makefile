@@ -51,6 +51,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=misp-trust-curator,fileName=curator_role.yaml paths=./curator/... output:rbac:artifacts:config=config/rbac
 	bash hack/chart-crds.sh
 	bash hack/argocd-cm-patch.sh
+	bash hack/monitoring-sync.sh
 
 .PHONY: fmt
 fmt: ## Run gofmt on every Go file.
@@ -74,6 +75,15 @@ test: ## Run all tests against a real kube-apiserver and etcd (builds them the f
 	  echo "KUBEBUILDER_ASSETS=$$assets HELM=$$helm"; \
 	  KUBEBUILDER_ASSETS="$$assets" HELM="$$helm" $(GO) test -count=1 -timeout 20m ./...
 	cd hack/gitops-check && $(GO) test -count=1 ./...
+	cd hack/monitoring && $(GO) test -count=1 ./...
+
+.PHONY: monitoring-check
+monitoring-check: ## Check the dashboard against Grafana's schema, the alerts with promtool (check + unit tests), runbook rows and the chart's copies.
+	cd hack/monitoring && $(GO) test -count=1 -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+:|SUCCESS'
+
+.PHONY: monitoring-e2e
+monitoring-e2e: build envtest ## A real Prometheus scrapes the demo; every dashboard query and alert is evaluated (needs Debian's prometheus).
+	bash hack/monitoring-e2e.sh
 
 .PHONY: chart-check
 chart-check: ## Lint, render and server-dry-run the Helm chart and config/default; test the GitOps health checks.
@@ -86,6 +96,7 @@ verify: generate manifests ## Fail when generated files or formatting are stale;
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	cd hack/gitops-check && $(GO) vet ./...
+	cd hack/monitoring && $(GO) vet ./...
 
 ##@ Build
 

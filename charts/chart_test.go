@@ -273,6 +273,7 @@ func TestOptionalObjects(t *testing.T) {
 		"CustomResourceDefinition": 2, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
 		"Role": 2, "RoleBinding": 2, "Service": 2, "Deployment": 2, "PodDisruptionBudget": 2,
 		"ServiceMonitor": 1, "NetworkPolicy": 2, "MISPInstance": 1, "OrgTrustPolicy": 2,
+		"PrometheusRule": 1, "ConfigMap": 1,
 	}
 	if got := full.kinds(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("full render kinds = %v, want %v", got, want)
