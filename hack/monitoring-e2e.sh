@@ -63,13 +63,13 @@ done
 echo "monitoring-e2e: $(prometheus --version 2>&1 | head -1) on 127.0.0.1:$port scrapes controller $controller and curator $curator"
 
 # Traffic for ~70 s: pulls from a high-trust (tag + publish), a medium-trust (tag only) and
-# an untrusted partner, a push, and for a while MISP answering 20% of /events/index with 503
-# (retried by the client: errors and retries in the MISP panels).
+# an untrusted partner, a push, and from the third round on MISP answering half of
+# /events/index with 503 (retried by the client: errors and retries in the MISP panels).
+(cd hack/monitoring && go build -o "$work/promcheck" ./promcheck)
 sim() { curl -fsS -X POST "$misp/_sim/$1" -d "$2" >/dev/null; }
 incomplete='{"name":"workflow:state=\"incomplete\"","local":false}'
 for i in $(seq 1 14); do
-  [[ $i == 3 ]] && sim fault '{"endpoint":"/events/index","error_rate":0.2,"error_status":503}'
-  [[ $i == 11 ]] && sim fault '{"endpoint":"/events/index"}'
+  [[ $i == 3 ]] && sim fault '{"endpoint":"/events/index","error_rate":0.5,"error_status":503}'
   sim pull "{\"orgc\":{\"uuid\":\"5cf66e53-b5f8-43e7-be9a-49880a3b4631\",\"name\":\"CIRCL\"},\"published\":true,\"attributes\":3,\"tags\":[$incomplete]}"
   sim pull '{"orgc":{"uuid":"7f1b3c2e-9d4a-4e8b-a6c5-0b2d4f6e8a19","name":"PARTNER-MEDIUM"},"published":true,"attributes":2}'
   sim pull '{"orgc":{"uuid":"3d0c6f0a-8f7e-4b1c-9a55-2e6b8d1f4c70","name":"UNKNOWN-FEED"},"published":true,"attributes":1}'
@@ -77,5 +77,5 @@ for i in $(seq 1 14); do
   sleep 5
 done
 
-(cd hack/monitoring && go run ./promcheck -prometheus "http://127.0.0.1:$port" \
-  -var instance=default/misp-prod -var __rate_interval=1m -var datasource=prometheus ${report:+-out "$report"})
+"$work/promcheck" -root "$PWD" -prometheus "http://127.0.0.1:$port" \
+  -var instance=default/misp-prod -var __rate_interval=1m -var datasource=prometheus ${report:+-out "$report"}

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -369,7 +370,7 @@ func (c *checker) rules(ctx context.Context, root string, b *strings.Builder) {
 	}
 }
 
-// summarize renders up to 6 series as "legend: value".
+// summarize renders up to 12 series as "legend: value".
 func summarize(res []sample, legend string) string {
 	if len(res) == 0 {
 		return "no data"
@@ -377,8 +378,8 @@ func summarize(res []sample, legend string) string {
 	sort.Slice(res, func(i, j int) bool { return fmt.Sprint(res[i].Metric) < fmt.Sprint(res[j].Metric) })
 	var parts []string
 	for i, s := range res {
-		if i == 6 {
-			parts = append(parts, fmt.Sprintf("… %d more", len(res)-6))
+		if i == 12 {
+			parts = append(parts, fmt.Sprintf("… %d more", len(res)-12))
 			break
 		}
 		parts = append(parts, fmt.Sprintf("%s: %s", name(s.Metric, legend), s.value()))
@@ -392,6 +393,8 @@ func name(m map[string]string, legend string) string {
 		for k, v := range m {
 			out = strings.ReplaceAll(out, "{{"+k+"}}", v)
 		}
+		// A label Prometheus dropped (an empty value) shows as nothing, as in Grafana.
+		out = regexp.MustCompile(`\{\{\s*\w+\s*\}\}`).ReplaceAllString(out, "")
 		if strings.TrimSpace(out) == "" {
 			return `""`
 		}
