@@ -31,6 +31,7 @@ import (
 type MISPInstanceReconciler struct {
 	client  client.Client
 	clients *mispClients
+	metrics *metrics
 	opts    Options
 }
 
@@ -59,12 +60,14 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.client.Get(ctx, req.NamespacedName, &inst); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.clients.Forget(req.NamespacedName)
+			r.metrics.forgetInstance(req.String())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get MISPInstance %s: %w", req.NamespacedName, err)
 	}
 	if !inst.DeletionTimestamp.IsZero() {
 		r.clients.Forget(req.NamespacedName)
+		r.metrics.forgetInstance(req.String())
 		return ctrl.Result{}, nil
 	}
 
@@ -91,6 +94,7 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	conds, changed := mergeConditions(inst.Status.Conditions, ck.Conditions, inst.Generation, metav1.NewTime(r.opts.Clock.Now()))
 	st.Conditions = conds
+	r.metrics.setReady(req.String(), meta.IsStatusConditionTrue(conds, v1alpha1.ConditionReady))
 	if changed || inst.Status.ObservedGeneration != st.ObservedGeneration || inst.Status.MISPVersion != st.MISPVersion ||
 		!identityEqual(inst.Status.Identity, st.Identity) {
 		if err := applyStatus(ctx, r.client, "MISPInstance", &inst, &st); err != nil {
@@ -105,6 +109,9 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	return ctrl.Result{RequeueAfter: jittered(r.opts.ResyncInterval)}, nil
 }
+
+// instanceKey is how metrics and the curator name a MISPInstance.
+func instanceKey(inst *v1alpha1.MISPInstance) string { return inst.Namespace + "/" + inst.Name }
 
 func identityEqual(a, b *v1alpha1.MISPIdentity) bool {
 	if a == nil || b == nil {

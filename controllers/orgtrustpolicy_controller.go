@@ -62,6 +62,7 @@ func (r *OrgTrustPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err := r.client.Get(ctx, req.NamespacedName, &p); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.mem.forget(req.NamespacedName)
+			r.metrics.forgetPolicy(req.String())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get OrgTrustPolicy %s: %w", req.NamespacedName, err)
@@ -132,8 +133,10 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 	}
 	s := &syncer{
 		api: api, mem: r.mem, metrics: r.metrics, name: client.ObjectKeyFromObject(p), uid: p.UID,
-		instance: string(inst.UID) + "|" + inst.Spec.URL, now: r.opts.Clock.Now(), interval: r.opts.ResyncInterval,
+		instance: string(inst.UID) + "|" + inst.Spec.URL, metricsInstance: instanceKey(inst),
+		now: r.opts.Clock.Now(), interval: r.opts.ResyncInterval,
 	}
+	r.metrics.initPolicy(s.metricsInstance, s.name.String())
 	out, syncErr := s.sync(ctx, want, statusRecord(p))
 	r.report(ctx, p, want, out)
 	switch {
@@ -278,7 +281,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 	}
 	r.mem.markDeleted(key, p.UID)
 	if id != "" {
-		r.metrics.writes.WithLabelValues("delete").Inc()
+		r.metrics.wrote(p.Namespace+"/"+p.Spec.InstanceRef.Name, key.String(), "delete")
 		r.recorder.Eventf(p, nil, corev1.EventTypeNormal, "WarninglistDeleted", "Delete", "Deleted warninglist %q (id %s) from MISP (deletionPolicy: Delete).", want.Name, id)
 		log.FromContext(ctx).Info("deleted warninglist", "warninglist", want.Name, "id", id)
 	}
@@ -313,7 +316,7 @@ func (r *OrgTrustPolicyReconciler) report(ctx context.Context, p *v1alpha1.OrgTr
 	}
 	if len(out.Drift) > 0 {
 		for _, k := range out.Drift {
-			r.metrics.driftRepaired.WithLabelValues(k).Inc()
+			r.metrics.repaired(p.Namespace+"/"+p.Spec.InstanceRef.Name, client.ObjectKeyFromObject(p).String(), k)
 		}
 		// The action differs per kind: the events API folds Events with the same
 		// regarding, reason and action into one series that keeps the first note.

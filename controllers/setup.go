@@ -26,7 +26,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	// Metadata of Secrets and ConfigMaps comes from the cache itself: the
 	// manager's client bypasses the cache for those kinds (NewManagerOptions).
 	clients := newMISPClients(mgr.GetCache(), mgr.GetAPIReader(), opts.MISP)
-	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, opts: opts}
+	m := newMetrics(opts.Registerer)
+	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, metrics: m, opts: opts}
 	if err := inst.setupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the MISPInstance controller: %w", err)
 	}
@@ -37,7 +38,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		configMaps: newConfigMapData(mgr.GetCache(), mgr.GetAPIReader()),
 		mem:        newListMemory(),
 		recorder:   mgr.GetEventRecorder(EventRecorderName),
-		metrics:    newMetrics(opts.Registerer),
+		metrics:    m,
 		opts:       opts,
 	}
 	if err := pol.setupWithManager(mgr); err != nil {

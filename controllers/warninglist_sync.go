@@ -143,8 +143,10 @@ type syncer struct {
 	name     types.NamespacedName
 	uid      types.UID
 	instance string
-	now      time.Time
-	interval time.Duration // resync interval (jittered here)
+	// metricsInstance is the MISPInstance ("namespace/name") in the metrics.
+	metricsInstance string
+	now             time.Time
+	interval        time.Duration // resync interval (jittered here)
 }
 
 // sync makes the list in MISP equal to want, spending as few calls as the
@@ -164,7 +166,7 @@ func (s *syncer) sync(ctx context.Context, want desiredList, prev listRecord) (s
 		}
 		err := s.api.EditWarninglist(ctx, st.ID, want.warninglist())
 		if err == nil {
-			s.metrics.writes.WithLabelValues("edit").Inc()
+			s.metrics.wrote(s.metricsInstance, s.name.String(), "edit")
 			s.remember(st.ID, want, true, st.nextCheck)
 			return syncOutcome{ID: st.ID, Updated: true}, nil
 		}
@@ -226,7 +228,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			return syncOutcome{}, fmt.Errorf("add warninglist %q: %w", want.Name, err)
 		}
 		out.ID, out.Created = id, true
-		s.metrics.writes.WithLabelValues("add").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "add")
 		if deleted && prev.InSync {
 			out.Drift, out.DriftDetail = []string{driftDeleted}, fmt.Sprintf("list %s was deleted", prev.ID)
 		}
@@ -238,7 +240,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			return out, fmt.Errorf("enable warninglist %s (%q): %w", id, want.Name, err)
 		}
 		out.Enabled = true
-		s.metrics.writes.WithLabelValues("enable").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "enable")
 		s.remember(id, want, true, s.now.Add(jittered(s.interval)))
 		return out, nil
 	}
@@ -254,7 +256,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			}
 			return out, fmt.Errorf("edit warninglist %s (%q): %w", got.ID, want.Name, err)
 		}
-		s.metrics.writes.WithLabelValues("edit").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "edit")
 		out.Renamed = got.Name != want.Name && !out.Adopted
 		out.Updated = !wasInSync
 	}
@@ -263,7 +265,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 		if err := s.api.SetWarninglistEnabled(ctx, got.ID, true); err != nil {
 			return out, fmt.Errorf("enable warninglist %s (%q): %w", got.ID, want.Name, err)
 		}
-		s.metrics.writes.WithLabelValues("enable").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "enable")
 		out.Enabled = true
 	}
 	if wasInSync && diff.any() {

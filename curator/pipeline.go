@@ -162,10 +162,11 @@ func (p *pipeline) stop() {
 }
 
 // outcome forwards one finished curation to catch-up (which retries failures) and to the
-// policy status. Dry runs and untrusted events change no counter.
+// policy status. Untrusted events change no counter; a dry run counts what it would have
+// done (wouldTag, wouldPublish) from the plan it logged.
 func (p *pipeline) outcome(w *status.Writer, o engine.Outcome) {
 	p.runner.Settled(o.EventUUID, o.Err)
-	if o.DryRun || o.Policy == "" {
+	if o.Policy == "" {
 		return
 	}
 	ns, name, ok := strings.Cut(o.Policy, "/")
@@ -175,6 +176,9 @@ func (p *pipeline) outcome(w *status.Writer, o engine.Outcome) {
 	w.RecordOutcome(status.Outcome{
 		Policy: types.NamespacedName{Namespace: ns, Name: name}, EventUUID: o.EventUUID, Time: o.At,
 		Tagged: o.Tagged, Published: o.Published, AlreadyCurated: o.AlreadyCurated, Err: o.Err,
+		DryRun:       o.DryRun,
+		WouldTag:     o.DryRun && len(o.Plan.Attach) > 0,
+		WouldPublish: o.DryRun && (o.Plan.Publish || o.Plan.PublishIfUnpublished),
 	})
 }
 

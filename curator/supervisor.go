@@ -123,6 +123,7 @@ func (s *supervisor) sync(ctx context.Context, key types.NamespacedName) error {
 		s.sh.catchup.Forget(key.String())
 		s.sh.engine.Forget(key.String())
 		s.sh.feed.Forget(key.String())
+		s.sh.misp.Forget(key.String())
 		return nil
 	}
 	snap, err := s.buildIndex(ctx, &inst)

@@ -51,6 +51,7 @@ type Options struct {
 	RetryMaxDelay      time.Duration     // 0 → 30s; also the longest Retry-After the client waits for
 	UserAgent          string            // "" → "misp-trust-operator/dev"
 	Metrics            *Metrics          // optional; NewMetrics(reg)
+	Instance           string            // the MISPInstance ("namespace/name") in metrics; "" when there is none
 	Logger             logr.Logger       // optional
 	Transport          http.RoundTripper // optional (tests); when set, CABundle and InsecureSkipVerify are not applied
 }
@@ -68,6 +69,7 @@ type Client struct {
 	baseDelay  time.Duration
 	maxDelay   time.Duration
 	metrics    *Metrics
+	instance   string // metrics label
 	log        logr.Logger
 	maxBody    int64 // answer size cap (maxResponseBytes; smaller in tests)
 
@@ -107,6 +109,7 @@ func New(opts Options) (*Client, error) {
 		baseDelay:  opts.RetryBaseDelay,
 		maxDelay:   opts.RetryMaxDelay,
 		metrics:    opts.Metrics,
+		instance:   opts.Instance,
 		log:        log.WithValues("misp", base.Redacted()),
 		sleep:      sleepCtx,
 		maxBody:    maxResponseBytes,
@@ -275,7 +278,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if !ok {
 			return nil, c.finalError(req, res, attempt+1)
 		}
-		c.metrics.retried(req.route)
+		c.metrics.retried(c.instance, req.route)
 		kv := []any{"op", c.opName(req), "endpoint", req.route, "attempt", attempt + 1, "delay", delay}
 		if res.err != nil {
 			kv = append(kv, "error", res.err.Error())
@@ -315,12 +318,12 @@ func (c *Client) attempt(ctx context.Context, req request, payload []byte) attem
 	start := time.Now()
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		c.metrics.observe(req.route, 0, time.Since(start))
+		c.metrics.observe(c.instance, req.route, 0, time.Since(start))
 		return attemptResult{err: err}
 	}
 	defer hresp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, c.maxBody+1))
-	c.metrics.observe(req.route, hresp.StatusCode, time.Since(start))
+	c.metrics.observe(c.instance, req.route, hresp.StatusCode, time.Since(start))
 	if err != nil {
 		return attemptResult{err: fmt.Errorf("read answer (HTTP %d): %w", hresp.StatusCode, err)}
 	}

@@ -10,8 +10,10 @@ import (
 )
 
 // Metrics are the client's Prometheus metrics. A nil *Metrics is valid and records nothing.
-// Labels are bounded: endpoint is a route template ("/events/publish/{id}", never a path
-// with an id or uuid in it) and code an HTTP status or "error" for transport failures.
+// Labels are bounded: instance is the MISPInstance ("namespace/name", Options.Instance) the
+// client talks to, so one slow MISP can be told from another; endpoint is a route template
+// ("/events/publish/{id}", never a path with an id or uuid in it) and code an HTTP status or
+// "error" for transport failures.
 type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -28,16 +30,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "misptrust_misp_requests_total",
 			Help: "HTTP requests sent to the MISP REST API (every attempt), by route template and status code (\"error\" for transport failures).",
-		}, []string{"endpoint", "code"}),
+		}, []string{"instance", "endpoint", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "misptrust_misp_request_duration_seconds",
 			Help:    "Duration of one MISP REST API attempt, by route template.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"endpoint"}),
+		}, []string{"instance", "endpoint"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "misptrust_misp_retries_total",
 			Help: "MISP REST API attempts repeated after a network error, a 5xx or a 429, by route template.",
-		}, []string{"endpoint"}),
+		}, []string{"instance", "endpoint"}),
 	}
 	if reg != nil {
 		m.requests = promutil.RegisterOrReuse(reg, m.requests)
@@ -48,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // observe records one attempt; status 0 means a transport error.
-func (m *Metrics) observe(endpoint string, status int, d time.Duration) {
+func (m *Metrics) observe(instance, endpoint string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -56,13 +58,25 @@ func (m *Metrics) observe(endpoint string, status int, d time.Duration) {
 	if status != 0 {
 		code = strconv.Itoa(status)
 	}
-	m.requests.WithLabelValues(endpoint, code).Inc()
-	m.latency.WithLabelValues(endpoint).Observe(d.Seconds())
+	m.requests.WithLabelValues(instance, endpoint, code).Inc()
+	m.latency.WithLabelValues(instance, endpoint).Observe(d.Seconds())
 }
 
-func (m *Metrics) retried(endpoint string) {
+func (m *Metrics) retried(instance, endpoint string) {
 	if m == nil {
 		return
 	}
-	m.retries.WithLabelValues(endpoint).Inc()
+	m.retries.WithLabelValues(instance, endpoint).Inc()
+}
+
+// Forget deletes the series of an instance that is gone (its MISPInstance was deleted), so
+// they stop being exported.
+func (m *Metrics) Forget(instance string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"instance": instance}
+	m.requests.DeletePartialMatch(l)
+	m.latency.DeletePartialMatch(l)
+	m.retries.DeletePartialMatch(l)
 }

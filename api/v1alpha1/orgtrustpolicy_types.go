@@ -239,6 +239,15 @@ type CurationStatus struct {
 	// Failed counts events whose curation failed (they are retried).
 	// +optional
 	Failed int64 `json:"failed,omitempty"`
+	// WouldTag counts events that the curator would have tagged while the
+	// MISPInstance is in dry run (spec.curation.dryRun): it wrote nothing.
+	// With tagged, it tells what switching dry run off will do.
+	// +optional
+	WouldTag int64 `json:"wouldTag,omitempty"`
+	// WouldPublish counts events that the curator would have published while
+	// the MISPInstance is in dry run.
+	// +optional
+	WouldPublish int64 `json:"wouldPublish,omitempty"`
 	// LastEventUUID is the last event curated for this policy.
 	// +optional
 	LastEventUUID string `json:"lastEventUUID,omitempty"`

@@ -150,6 +150,11 @@ func (im instMetrics) outcome(o Outcome) {
 		return
 	}
 	inc := func(action string) { im.m.outcomes.WithLabelValues(im.inst, o.Policy, action).Inc() }
+	if o.Policy != "" {
+		// A policy's failure counter exists at 0 from its first curation: an alert on
+		// increase() misses the first increment of a series that appears at 1.
+		im.m.outcomes.WithLabelValues(im.inst, o.Policy, ActionFailed)
+	}
 	switch {
 	case o.Err != nil:
 		inc(ActionFailed)

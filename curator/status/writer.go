@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
@@ -62,6 +63,9 @@ type Options struct {
 	Now         func() time.Time
 	Logger      logr.Logger
 	Metrics     *Metrics
+	// Recorder, when set, receives the curator's Events (events.go): the feed connected,
+	// lost or failing on MISPInstances; failed curations and refused publishes on policies.
+	Recorder events.EventRecorder
 }
 
 // CatchUp is the catch-up progress of one instance.
@@ -102,6 +106,9 @@ type instanceEntry struct {
 	feedStatus  *v1alpha1.FeedStatus
 	cond        *metav1.Condition
 	lastCatchUp *v1alpha1.CatchUpStatus
+	// writtenReason is FeedConnected's reason as this process last wrote it ("" before its
+	// first write): what the feed Events compare with.
+	writtenReason string
 }
 
 // NewWriter returns a Writer; nothing is written until Run.
@@ -287,6 +294,7 @@ func (w *Writer) flushPolicy(ctx context.Context, key types.NamespacedName) {
 	uid := e.uid
 	unchanged := curationEqual(want, e.written)
 	w.mu.Unlock()
+	w.emitPolicyEvents(key, uid, e)
 	if unchanged {
 		return
 	}
@@ -333,6 +341,8 @@ func (e *policyEntry) desired() *v1alpha1.CurationStatus {
 	out.Published += a.Published
 	out.AlreadyCurated += a.AlreadyCurated
 	out.Failed += a.Failed
+	out.WouldTag += a.WouldTag
+	out.WouldPublish += a.WouldPublish
 	if a.LastEventUUID != "" {
 		out.LastEventUUID = a.LastEventUUID
 		out.LastEventTime = a.LastEventTime.DeepCopy()
@@ -410,7 +420,12 @@ func (w *Writer) flushInstance(ctx context.Context, key types.NamespacedName) {
 		w.opts.Metrics.apply(KindInstance, resultApplied)
 		w.mu.Lock()
 		e.feedStatus, e.cond, e.lastCatchUp = feed, cond, catchUp
+		prevReason := e.writtenReason
+		if cond != nil {
+			e.writtenReason = cond.Reason
+		}
 		w.mu.Unlock()
+		w.emitFeedEvent(key, uid, prevReason, cond)
 	case apierrors.IsNotFound(err):
 		w.opts.Metrics.apply(KindInstance, resultNotFound)
 		w.dropInstance(key, e)

@@ -417,6 +417,9 @@ func (d *demo) kubectlGet(ctx context.Context) {
 }
 
 func (d *demo) serve(ctx context.Context) {
+	d.mu.Lock()
+	controllerMetrics, curatorMetrics := d.metricsAddr["controller"], d.metricsAddr["curator"]
+	d.mu.Unlock()
 	fmt.Fprintf(d.out, `
 Everything keeps running. In another shell:
 
@@ -430,8 +433,11 @@ Everything keeps running. In another shell:
   curl -s -X POST %s/_sim/pull -d '{"orgc":{"uuid":"%s","name":"CIRCL"},"published":true,"attributes":3}'
   curl -s %s/_sim/events
 
+  Metrics:       controller http://%s/metrics   curator http://%s/metrics
+
 Logs: %s   Ctrl-C stops everything.
-`, d.kubeconfig, demoNamespace, d.mispURL, demoNamespace, d.zmqEndpoint, demoNamespace, d.mispURL, orgs["CIRCL"], d.mispURL, d.work)
+`, d.kubeconfig, demoNamespace, d.mispURL, demoNamespace, d.zmqEndpoint, demoNamespace, d.mispURL, orgs["CIRCL"], d.mispURL,
+		controllerMetrics, curatorMetrics, d.work)
 	<-ctx.Done()
 }
 
