@@ -170,6 +170,18 @@ func ResolveSharers(cands []Candidate) Resolution {
 	return Resolve(asOrgs)
 }
 
+// WonSharers returns the sharers of candidate key that ResolveSharers gives it,
+// in the candidate's order.
+func WonSharers(res Resolution, c Candidate) []Sharer {
+	var out []Sharer
+	for _, s := range c.Sharers {
+		if res.Winner[s.UUID] == c.Key {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // SharerComment is the warninglist comment of a sharer entry: the name, and the
 // servers it is narrowed to.
 func SharerComment(s Sharer) string {
