@@ -9,7 +9,7 @@ import (
 type Candidate struct {
 	Key               string // "namespace/name", see Key
 	Priority          int32
-	SourceReliability string // a..g
+	SourceReliability string   // a..g
 	Orgs              []Org    // creator rules
 	Sharers           []Sharer // sharer rules (match.go)
 }
