@@ -299,6 +299,9 @@ func (i *Index) Lookup(orgUUID string) (Policy, bool) {
 	return i.cur.Load().Lookup(orgUUID)
 }
 
+// HasSharers is Snapshot.HasSharers on the current snapshot.
+func (i *Index) HasSharers() bool { return i.cur.Load().HasSharers() }
+
 // LookupSource is Snapshot.LookupSource on the current snapshot.
 func (i *Index) LookupSource(src trust.Source) (Policy, trust.Via, bool) {
 	return i.cur.Load().LookupSource(src)
