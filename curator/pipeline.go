@@ -90,7 +90,7 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 
 	co := sh.cfg.CatchUp
 	searcher := catchup.MISPSearcher{Client: client}
-	co.Instance, co.Searcher, co.Fields, co.Index, co.Engine = name, searcher, searcher.Fields(), p.idx, p.eng
+	co.Instance, co.Searcher, co.Fields, co.Index, co.Engine, co.Sharers = name, searcher, searcher.Fields(), p.idx, p.eng, sharers
 	if c := cur.CatchUp; c != nil {
 		if c.Interval != nil && c.Interval.Duration > 0 {
 			co.Interval = c.Interval.Duration
