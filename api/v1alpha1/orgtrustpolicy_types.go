@@ -115,7 +115,11 @@ type OrgTrustPolicySpec struct {
 	// several policies, as creator or as sharer, goes to the policy that wins
 	// by the precedence rule (priority, then sourceReliability, then name).
 	// Written into the warninglist as "sharer:<uuid>", never confused with a
-	// creator entry.
+	// creator entry. The curator learns the sharer from the ZeroMQ feed at no
+	// MISP call (org and server ids, resolved from /organisations/index and
+	// /servers/index, which needs a site-admin key). Catch-up matches pushed
+	// events by sharer, but pulled events by creator only: no event column
+	// names the server a pull came through.
 	// +optional
 	// +listType=map
 	// +listMapKey=uuid
