@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -77,4 +78,31 @@ func TestEventMetaCarriesTheOwnerOrg(t *testing.T) {
 	if len(evs) == 0 || evs[0].OrgID != "1" {
 		t.Fatalf("events = %+v, want the owner org id 1 (a pulled event is owned by the server link's org)", evs)
 	}
+}
+
+// The decoders never panic and keep their promises (numeric ids, lower-case UUIDs) on any
+// body; the captures are the seed corpus.
+func FuzzDecodeOrganisationsAndServers(f *testing.F) {
+	if addCaptures(f, "", "/organisations/index")+addCaptures(f, "", "/servers/index") < 2 {
+		f.Fatal("no organisations or servers capture")
+	}
+	for _, s := range []string{`[]`, `[null]`, `[{"Organisation":null}]`, `[{"Server":{"id":1},"RemoteOrg":{"uuid":"A"}}]`, `{}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if orgs, err := decodeOrganisations(body); err == nil {
+			for _, o := range orgs {
+				if !isID(o.ID) || !isUUID(o.UUID) || o.UUID != strings.ToLower(o.UUID) {
+					t.Fatalf("bad organisation %+v", o)
+				}
+			}
+		}
+		if links, err := decodeServerLinks(body); err == nil {
+			for _, l := range links {
+				if !isID(l.ID) || (l.RemoteOrgUUID != "" && l.RemoteOrgUUID != strings.ToLower(l.RemoteOrgUUID)) {
+					t.Fatalf("bad server link %+v", l)
+				}
+			}
+		}
+	})
 }
