@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,5 +227,56 @@ func TestSharerFromTheMetadataRead(t *testing.T) {
 	o := ev.outcome()
 	if o.Err != nil || o.Policy != "sec/hub" || o.Via != trust.ViaSharer || o.Calls != 2 {
 		t.Fatalf("outcome %+v, want the hub's policy after one read and one attach", o)
+	}
+}
+
+// captureLists answers the table's two reads with the organisations and server link of
+// the sync captures (sync/api/56, 32), without a network.
+type captureLists struct{}
+
+func (captureLists) Organisations(context.Context) ([]misp.Organisation, error) {
+	return []misp.Organisation{{ID: "1", UUID: "997004a6-e769-4ab8-b467-a1ca84cf0666", Local: true},
+		{ID: "2", UUID: orgHigh}, {ID: "3", UUID: orgMedium}}, nil
+}
+
+func (captureLists) ServerLinks(context.Context) ([]misp.ServerLink, error) {
+	return []misp.ServerLink{{ID: "1", OrgID: "1", RemoteOrgUUID: orgHigh}}, nil
+}
+
+// BenchmarkUntrustedPullWithSharers is BenchmarkUntrustedPull while a policy has a sharer
+// rule: the sharer (the server link's remote org) is resolved from memory, no MISP call.
+func BenchmarkUntrustedPullWithSharers(b *testing.B) {
+	idx := &index.Index{}
+	idx.Store(index.Build([]*v1alpha1.OrgTrustPolicy{
+		testPolicy("high", 100, "a", true, orgMedium), sharerPolicy("hub", 10, "b", false, orgHub),
+	}, inlineOrgs))
+	tab := sources.New(sources.Options{Lister: captureLists{}})
+	if _, err := tab.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	var done atomic.Int64
+	eng := New(Options{Index: idx, MISP: noMISP{b}, Sharers: tab, Concurrency: 2, MaxPending: b.N + 1,
+		OnOutcome: func(o Outcome) {
+			if o.SharerUUID != orgHigh {
+				b.Errorf("sharer %q, want the server link's remote org", o.SharerUUID)
+			}
+			done.Add(1)
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go eng.Run(ctx)
+	row := frame(b, "event_add_pulled_row")
+	row.OrgcUUID = orgUntrusted
+	pull := frame(b, "event_add_from_server_uuid")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		u := fmt.Sprintf("5a3c2fcd-8328-42bb-a95e-%012x", i)
+		row.EventUUID, pull.EventUUID = u, u
+		eng.HandleMessage(row)
+		eng.HandleMessage(pull)
+	}
+	for done.Load() < int64(b.N) {
+		time.Sleep(50 * time.Microsecond)
 	}
 }
