@@ -29,6 +29,8 @@ type mispReader interface {
 	EventMeta(ctx context.Context, eventUUID string) (misp.EventMeta, error)
 	EventMetaByID(ctx context.Context, id string) (misp.EventMeta, error)
 	SearchEventsPage(ctx context.Context, q misp.EventSearch) (misp.EventPage, error)
+	Organisations(ctx context.Context) ([]misp.Organisation, error)
+	ServerLinks(ctx context.Context) ([]misp.ServerLink, error)
 }
 
 // kubeFlags are kubectl's connection flags; KUBECONFIG is honoured as kubectl does.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/index"
+	"github.com/misptrust/misp-trust-operator/curator/sources"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/trust"
 )
@@ -28,13 +30,15 @@ const (
 )
 
 type explainResult struct {
-	Instance   string        `json:"instance"`
-	Event      explainEvent  `json:"event"`
-	Policies   []policyClaim `json:"policies"`
-	Winner     string        `json:"winner,omitempty"`
-	WinnerWhy  string        `json:"winnerWhy,omitempty"`
-	LocalTags  []string      `json:"localTags"`
-	GlobalTags []string      `json:"globalTags"`
+	Instance string        `json:"instance"`
+	Event    explainEvent  `json:"event"`
+	Policies []policyClaim `json:"policies"`
+	Winner   string        `json:"winner,omitempty"`
+	// Via is the winner's matching rule: "creator" or "sharer" (trust.Match).
+	Via        trust.Via `json:"via,omitempty"`
+	WinnerWhy  string    `json:"winnerWhy,omitempty"`
+	LocalTags  []string  `json:"localTags"`
+	GlobalTags []string  `json:"globalTags"`
 	// ShouldHave are the winning policy's tags (trust.Tags), attached as local tags.
 	ShouldHave []string `json:"shouldHave"`
 	// Calls are what the curator would send now (engine.PlanFor), in order.
@@ -44,13 +48,17 @@ type explainResult struct {
 }
 
 type explainEvent struct {
-	ID        string    `json:"id"`
-	UUID      string    `json:"uuid"`
-	OrgUUID   string    `json:"orgUUID"`
-	OrgName   string    `json:"orgName,omitempty"`
-	Locked    bool      `json:"synchronised"`
-	Published bool      `json:"published"`
-	Timestamp time.Time `json:"timestamp"`
+	ID      string `json:"id"`
+	UUID    string `json:"uuid"`
+	OrgUUID string `json:"orgUUID"`
+	OrgName string `json:"orgName,omitempty"`
+	// SharerUUID is the partner that pushed the event (its owner org), looked up only
+	// when a policy has sharingOrganisations. A pulled event is owned by the server
+	// link's org and no event column names its server: "" then, as in catch-up.
+	SharerUUID string    `json:"sharerUUID,omitempty"`
+	Locked     bool      `json:"synchronised"`
+	Published  bool      `json:"published"`
+	Timestamp  time.Time `json:"timestamp"`
 }
 
 type policyClaim struct {
@@ -60,6 +68,8 @@ type policyClaim struct {
 	Publish           bool     `json:"publish"`
 	Tags              []string `json:"tags"`
 	Wins              bool     `json:"wins"`
+	// Via is the rule of this policy that matches the event: "creator" or "sharer".
+	Via trust.Via `json:"via"`
 	// Why the winner beats this policy (trust.Why); empty on the winner's row.
 	Why string `json:"why,omitempty"`
 }
@@ -173,12 +183,30 @@ func explain(ctx context.Context, kc client.Reader, api mispReader, inst *v1alph
 			res.GlobalTags = append(res.GlobalTags, t.Name)
 		}
 	}
-	pol, trusted := snap.Lookup(m.OrgcUUID)
+	// The same rule as the curator (engine lookup, catch-up): the creator, and while a
+	// policy has sharer rules the owner org as sharer, both through trust.Match.
+	src := trust.Source{Creator: m.OrgcUUID}
+	if snap.HasSharers() {
+		sharer, known, _ := sources.New(sources.Options{Lister: api}).Sharer(ctx, m.OrgID, "")
+		if !known && m.OrgID != "" {
+			return nil, fmt.Errorf("event %s: its owner organisation (id %s) is not in /organisations/index", ref, m.OrgID)
+		}
+		src.Sharer = sharer
+		res.Event.SharerUUID = sharer
+	}
+	pol, via, trusted := snap.LookupSource(src)
 	cands := map[string]trust.Candidate{}
 	var winner *v1alpha1.OrgTrustPolicy
 	for _, p := range policies {
 		key := trust.Key(p)
-		if !hasOrg(orgsOf[key], m.OrgcUUID) {
+		claim := trust.Via("")
+		sharers, _ := trust.EffectiveSharers(p)
+		switch {
+		case hasOrg(orgsOf[key], m.OrgcUUID):
+			claim = trust.ViaCreator
+		case slices.ContainsFunc(sharers, func(r trust.Sharer) bool { return r.Matches(src) }):
+			claim = trust.ViaSharer
+		default:
 			continue
 		}
 		cands[key] = trust.Candidate{Key: key, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability}
@@ -193,14 +221,14 @@ func explain(ctx context.Context, kc client.Reader, api mispReader, inst *v1alph
 			winner = p
 		}
 		res.Policies = append(res.Policies, policyClaim{Policy: key, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability,
-			Publish: p.Spec.Publish, Tags: trust.Tags(p), Wins: trusted && key == pol.Key})
+			Publish: p.Spec.Publish, Tags: trust.Tags(p), Wins: trusted && key == pol.Key, Via: claim})
 	}
 	if !trusted {
 		res.State = stateNotCurated
-		res.StateDetail = "no OrgTrustPolicy of this instance lists the creator organisation: the curator makes no MISP call for its events"
+		res.StateDetail = "no OrgTrustPolicy of this instance lists the creator organisation (or the sharing organisation): the curator makes no MISP call for its events"
 		return res, nil
 	}
-	res.Winner = pol.Key
+	res.Winner, res.Via = pol.Key, via
 	res.ShouldHave = pol.Tags
 	var whys []string
 	for i := range res.Policies {
@@ -304,7 +332,11 @@ func (r *explainResult) printTable(w io.Writer) {
 	if e.OrgName != "" {
 		org += " (" + e.OrgName + ")"
 	}
-	fmt.Fprintf(w, "Creator organisation: %s\n\n", org)
+	fmt.Fprintf(w, "Creator organisation: %s\n", org)
+	if e.SharerUUID != "" {
+		fmt.Fprintf(w, "Sharing organisation: %s (pushed it)\n", e.SharerUUID)
+	}
+	fmt.Fprintln(w)
 	if len(r.Policies) == 0 {
 		fmt.Fprintln(w, "Policies listing it: none")
 	} else {
@@ -316,7 +348,11 @@ func (r *explainResult) printTable(w io.Writer) {
 		t.flush()
 	}
 	if r.Winner != "" {
-		fmt.Fprintf(w, "Winner: %s (%s)\n", r.Winner, r.WinnerWhy)
+		how := ""
+		if r.Via == trust.ViaSharer {
+			how = " by its sharingOrganisations rule"
+		}
+		fmt.Fprintf(w, "Winner: %s%s (%s)\n", r.Winner, how, r.WinnerWhy)
 	}
 	fmt.Fprintf(w, "\nLocal tags:   %s\nGlobal tags:  %s\nShould have:  %s\n", orNone(r.LocalTags), orNone(r.GlobalTags), orNone(r.ShouldHave))
 	fmt.Fprintln(w, "\nCalls the curator would make now:")

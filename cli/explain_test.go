@@ -50,7 +50,7 @@ func TestExplainMatchesWhatTheEngineDoes(t *testing.T) {
 
 	claim := func(policy string, prio int32, grade string, publish, wins bool, why string) policyClaim {
 		p := &v1alpha1.OrgTrustPolicy{Spec: v1alpha1.OrgTrustPolicySpec{SourceReliability: grade, Publish: publish}}
-		return policyClaim{Policy: ns + "/" + policy, Priority: prio, SourceReliability: grade, Publish: publish, Tags: trust.Tags(p), Wins: wins, Why: why}
+		return policyClaim{Policy: ns + "/" + policy, Priority: prio, SourceReliability: grade, Publish: publish, Tags: trust.Tags(p), Wins: wins, Why: why, Via: trust.ViaCreator}
 	}
 	publish := func(e misptest.Event) string { return "/events/publish/" + e.UUID }
 	cases := []struct {

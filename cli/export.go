@@ -308,7 +308,7 @@ func (e *exporter) run(ctx context.Context) (*exportResult, error) {
 		item := exportedList{
 			Warninglist: ep.wl.Name, ID: ep.wl.ID, Entries: len(ep.wl.Entries), Policy: key,
 			SourceReliability: p.Spec.SourceReliability, Publish: p.Spec.Publish, Priority: trust.Priority(p),
-			Organisations: len(ep.orgs), AdoptionWrites: controllers.WarninglistDifference(ep.wl, p, won), Notes: ep.notes,
+			Organisations: len(ep.orgs), AdoptionWrites: controllers.WarninglistDifference(ep.wl, p, won, nil), Notes: ep.notes,
 		}
 		for _, cm := range ep.configMaps {
 			item.ConfigMaps = append(item.ConfigMaps, cm.Name)

@@ -412,6 +412,7 @@ type side struct {
 	missing  map[string]bool        // policy key → an organisationsFrom source is missing
 	cands    map[string]trust.Candidate
 	res      trust.Resolution
+	sharers  trust.Resolution // trust.ResolveSharers: which list holds each sharer entry
 	snap     *index.Snapshot
 	names    map[string]string // org uuid → a name some policy gives it
 }
@@ -442,11 +443,13 @@ func (pl *planner) side(ctx context.Context, policies []*v1alpha1.OrgTrustPolicy
 				s.names[o.UUID] = o.Name
 			}
 		}
-		c := trust.Candidate{Key: key, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: orgs}
+		sharers, _ := trust.EffectiveSharers(p)
+		c := trust.Candidate{Key: key, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: orgs, Sharers: sharers}
 		s.cands[key] = c
 		cands = append(cands, c)
 	}
 	s.res = trust.Resolve(cands)
+	s.sharers = trust.ResolveSharers(cands)
 	s.snap = index.Build(policies, func(p *v1alpha1.OrgTrustPolicy) []trust.Org { return s.orgs[trust.Key(p)] })
 	return s, nil
 }
@@ -609,7 +612,8 @@ func (pl *planner) planLists(ctx context.Context, api mispReader, inst string, c
 	}
 	for _, p := range next.policies {
 		key := trust.Key(p)
-		want := controllers.DesiredWarninglist(p, won(next, key))
+		wonSharers := trust.WonSharers(next.sharers, next.cands[key])
+		want := controllers.DesiredWarninglist(p, won(next, key), wonSharers)
 		lc := listChange{Instance: inst, Policy: key, Warninglist: want.Name}
 		got, err := pl.readList(ctx, api, want.Name)
 		switch {
@@ -627,7 +631,7 @@ func (pl *planner) planLists(ctx context.Context, api mispReader, inst string, c
 		default:
 			lc.ID = got.ID
 			lc.Added, lc.Removed = entryDiff(got.Entries, want.Entries)
-			lc.Detail = controllers.WarninglistDifference(got, p, won(next, key))
+			lc.Detail = controllers.WarninglistDifference(got, p, won(next, key), wonSharers)
 			ns, n, managed := controllers.ManagingPolicy(got.Description)
 			switch {
 			case !managed || ns+"/"+n != key:

@@ -105,7 +105,7 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 		return ctrl.Result{}, nil
 	}
 	b.setCuration(inst)
-	want := buildDesiredList(p, res.Won)
+	want := buildDesiredList(p, res.Won, res.WonSharers)
 	switch {
 	case res.NameOwner != "":
 		b.setSynced(metav1.ConditionFalse, ReasonWarninglistNameTaken, fmt.Sprintf(
@@ -221,7 +221,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 		r.mem.forget(key)
 		return ctrl.Result{}, nil
 	}
-	want := buildDesiredList(p, nil)
+	want := buildDesiredList(p, nil, nil)
 	release := func() (ctrl.Result, error) {
 		patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(p, Finalizer)

@@ -92,6 +92,12 @@ type resolution struct {
 	Problems []trust.Problem // organisationsFrom problems
 	Won      []trust.Org     // the organisations it wins: its warninglist entries
 	Losses   []trust.Loss    // the organisations other policies win
+	// Sharers are the policy's sharing organisations; WonSharers those whose
+	// "sharer:" entry is in its list; Overlaps the organisations that are a
+	// creator here and a sharer elsewhere (or the reverse).
+	Sharers    []trust.Sharer
+	WonSharers []trust.Sharer
+	Overlaps   []trust.Overlap
 	// SourceMissing is set when an organisationsFrom ConfigMap or key is
 	// missing: the list is then left as it is (see orgtrustpolicy_controller.go).
 	SourceMissing bool
@@ -109,7 +115,9 @@ func (r *OrgTrustPolicyReconciler) resolve(ctx context.Context, p *v1alpha1.OrgT
 	if err != nil {
 		return res, fmt.Errorf("organisations of OrgTrustPolicy %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	res.Orgs, res.Problems = orgs, problems
+	sharers, sharerProblems := trust.EffectiveSharers(p)
+	problems = append(problems, sharerProblems...)
+	res.Orgs, res.Problems, res.Sharers = orgs, problems, sharers
 	for _, pr := range problems {
 		if pr.Line == 0 && pr.Source != "spec.organisations" {
 			res.SourceMissing = true
@@ -121,7 +129,7 @@ func (r *OrgTrustPolicyReconciler) resolve(ctx context.Context, p *v1alpha1.OrgT
 		return res, fmt.Errorf("list OrgTrustPolicies of MISPInstance %s/%s: %w", p.Namespace, p.Spec.InstanceRef.Name, err)
 	}
 	self := trust.Key(p)
-	cands := []trust.Candidate{{Key: self, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: orgs}}
+	cands := []trust.Candidate{{Key: self, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: orgs, Sharers: sharers}}
 	name := trust.WarninglistName(p)
 	var nameUsers []*v1alpha1.OrgTrustPolicy
 	for i := range siblings.Items {
@@ -133,13 +141,18 @@ func (r *OrgTrustPolicyReconciler) resolve(ctx context.Context, p *v1alpha1.OrgT
 		if err != nil {
 			return res, fmt.Errorf("organisations of sibling OrgTrustPolicy %s: %w", trust.Key(s), err)
 		}
-		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: sOrgs})
+		sSharers, _ := trust.EffectiveSharers(s)
+		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: sOrgs, Sharers: sSharers})
 		if trust.WarninglistName(s) == name {
 			nameUsers = append(nameUsers, s)
 		}
 	}
 	rs := trust.Resolve(cands)
 	res.Losses = rs.Losses[self]
+	ss := trust.ResolveSharers(cands)
+	res.Losses = append(res.Losses, ss.Losses[self]...)
+	res.WonSharers = trust.WonSharers(ss, cands[0])
+	res.Overlaps = trust.Overlaps(cands)[self]
 	res.Won = make([]trust.Org, 0, len(orgs))
 	for _, o := range orgs {
 		if rs.Winner[o.UUID] == self {

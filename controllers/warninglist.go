@@ -34,7 +34,8 @@ type desiredList struct {
 	Entries     []misp.WarninglistEntry // sorted by value
 	// EntriesHash digests Entries (status.warninglist.entriesHash).
 	EntriesHash string
-	// Orgs is the number of organisations in the list (0 with the placeholder).
+	// Orgs is the number of entries in the list, creators and sharers (0 with
+	// the placeholder).
 	Orgs int
 }
 
@@ -45,25 +46,28 @@ func warninglistDescription(p *v1alpha1.OrgTrustPolicy) string {
 }
 
 // buildDesiredList turns the organisations a policy wins into entries
-// "<valuePrefix><uuid>" with the organisation's name as comment. won must be
-// sorted by UUID (trust.EffectiveOrgs sorts).
-func buildDesiredList(p *v1alpha1.OrgTrustPolicy, won []trust.Org) desiredList {
+// "<valuePrefix><uuid>" with the organisation's name as comment, and the
+// sharing organisations it wins into "sharer:<uuid>" (trust.SharerValuePrefix,
+// which the API refuses as a valuePrefix, so the two kinds never collide).
+func buildDesiredList(p *v1alpha1.OrgTrustPolicy, won []trust.Org, sharers []trust.Sharer) desiredList {
 	prefix := trust.ValuePrefix(p)
-	d := desiredList{Name: trust.WarninglistName(p), Description: warninglistDescription(p), Orgs: len(won)}
-	if len(won) == 0 {
+	d := desiredList{Name: trust.WarninglistName(p), Description: warninglistDescription(p), Orgs: len(won) + len(sharers)}
+	if d.Orgs == 0 {
 		d.Entries = []misp.WarninglistEntry{{
 			Value:   prefix + placeholderUUID,
 			Comment: fmt.Sprintf("placeholder: OrgTrustPolicy %s/%s trusts no organisation (MISP refuses an empty list)", p.Namespace, p.Name),
 		}}
 	} else {
-		d.Entries = make([]misp.WarninglistEntry, len(won))
-		for i, o := range won {
+		d.Entries = make([]misp.WarninglistEntry, 0, d.Orgs)
+		for _, o := range won {
 			// MISP trims comments in the string form of entries (parseFreetext); trim
 			// here too, or a name with surrounding spaces would read back as drift.
-			d.Entries[i] = misp.WarninglistEntry{Value: prefix + o.UUID, Comment: strings.TrimSpace(o.Name)}
+			d.Entries = append(d.Entries, misp.WarninglistEntry{Value: prefix + o.UUID, Comment: strings.TrimSpace(o.Name)})
 		}
-		// The prefix is the same for every entry, so UUID order is value order;
-		// sort anyway in case the caller did not.
+		for _, s := range sharers {
+			d.Entries = append(d.Entries, misp.WarninglistEntry{Value: trust.SharerValuePrefix + s.UUID, Comment: trust.SharerComment(s)})
+		}
+		// Creator and sharer entries interleave by value.
 		if !slices.IsSortedFunc(d.Entries, compareEntries) {
 			slices.SortFunc(d.Entries, compareEntries)
 		}

@@ -15,18 +15,18 @@ import (
 // always shows what this controller would really write.
 
 // DesiredWarninglist is the warninglist the controller keeps in MISP for policy p when p
-// wins the organisations won (sorted by UUID, as trust.EffectiveOrgs returns them):
+// wins the organisations won and the sharing organisations sharers (trust.WonSharers):
 // name, description, type, category, matching attributes and entries (the placeholder
-// entry when won is empty).
-func DesiredWarninglist(p *v1alpha1.OrgTrustPolicy, won []trust.Org) misp.Warninglist {
-	return buildDesiredList(p, won).warninglist()
+// entry when both are empty).
+func DesiredWarninglist(p *v1alpha1.OrgTrustPolicy, won []trust.Org, sharers []trust.Sharer) misp.Warninglist {
+	return buildDesiredList(p, won, sharers).warninglist()
 }
 
 // WarninglistDifference says what the controller would change in got (a list read with
-// ViewWarninglist) to make it the list of p winning won: "" when it would write nothing,
-// else e.g. "1 entries missing, 0 unexpected; description changed; disabled".
-func WarninglistDifference(got *misp.Warninglist, p *v1alpha1.OrgTrustPolicy, won []trust.Org) string {
-	d := diffList(got, buildDesiredList(p, won))
+// ViewWarninglist) to make it the list of p winning won and sharers: "" when it would
+// write nothing, else e.g. "1 entries missing, 0 unexpected; description changed; disabled".
+func WarninglistDifference(got *misp.Warninglist, p *v1alpha1.OrgTrustPolicy, won []trust.Org, sharers []trust.Sharer) string {
+	d := diffList(got, buildDesiredList(p, won, sharers))
 	if !d.any() {
 		return ""
 	}

@@ -34,14 +34,14 @@ func TestManagingPolicyReadsBackWhatTheControllerWrites(t *testing.T) {
 func TestWarninglistDifferenceIsEmptyForTheDesiredList(t *testing.T) {
 	p := &v1alpha1.OrgTrustPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "sec", Name: "high"}}
 	won := []trust.Org{{UUID: uuidN(1), Name: "one"}, {UUID: uuidN(2), Name: "two"}}
-	got := DesiredWarninglist(p, won)
+	got := DesiredWarninglist(p, won, nil)
 	got.Enabled = true
-	if d := WarninglistDifference(&got, p, won); d != "" {
+	if d := WarninglistDifference(&got, p, won, nil); d != "" {
 		t.Fatalf("difference of the desired list itself = %q", d)
 	}
 	got.Description = "Created by hand"
 	got.Entries = got.Entries[:1]
-	if d, want := WarninglistDifference(&got, p, won), "1 entries missing, 0 unexpected; description changed"; d != want {
+	if d, want := WarninglistDifference(&got, p, won, nil), "1 entries missing, 0 unexpected; description changed"; d != want {
 		t.Fatalf("difference = %q, want %q", d, want)
 	}
 }

@@ -40,7 +40,7 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 			uid: "uid-1", instance: "i", now: at, interval: time.Minute}
 	}
 	p := testPolicy()
-	want := buildDesiredList(p, []trust.Org{{UUID: uuidN(1), Name: "One"}})
+	want := buildDesiredList(p, []trust.Org{{UUID: uuidN(1), Name: "One"}}, nil)
 	ctx := context.Background()
 
 	type step struct {
@@ -50,7 +50,7 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		check func(syncOutcome) error
 		calls map[string]int
 	}
-	changed := buildDesiredList(p, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	changed := buildDesiredList(p, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}}, nil)
 	steps := []step{
 		{"a new list is found absent, added and enabled", now, want, func(o syncOutcome) error {
 			if !o.Created || !o.Enabled || o.ID == "" {
@@ -115,7 +115,7 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		fresh.name = types.NamespacedName{Namespace: "ns", Name: "other"}
 		p2 := testPolicy()
 		p2.Name = "other"
-		w2 := buildDesiredList(p2, []trust.Org{{UUID: uuidN(3)}})
+		w2 := buildDesiredList(p2, []trust.Org{{UUID: uuidN(3)}}, nil)
 		out, err := fresh.sync(ctx, w2, listRecord{ID: other.ID, Name: "misp-trust-operator/ns/other", InSync: true})
 		if err != nil || !out.Created || out.ID == other.ID {
 			t.Fatalf("out %+v err %v: want a new list", out, err)

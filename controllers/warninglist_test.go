@@ -20,7 +20,7 @@ func testPolicy() *v1alpha1.OrgTrustPolicy {
 func TestBuildDesiredList(t *testing.T) {
 	orgs := []trust.Org{{UUID: uuidN(2), Name: " Two "}, {UUID: uuidN(1), Name: "One"}}
 	t.Run("entries are prefixed, commented with the trimmed name and sorted", func(t *testing.T) {
-		d := buildDesiredList(testPolicy(), orgs)
+		d := buildDesiredList(testPolicy(), orgs, nil)
 		want := []misp.WarninglistEntry{{Value: "org_uuid:" + uuidN(1), Comment: "One"}, {Value: "org_uuid:" + uuidN(2), Comment: "Two"}}
 		if len(d.Entries) != 2 || d.Entries[0] != want[0] || d.Entries[1] != want[1] {
 			t.Errorf("entries = %v, want %v", d.Entries, want)
@@ -37,12 +37,12 @@ func TestBuildDesiredList(t *testing.T) {
 		}
 	})
 	t.Run("the hash does not depend on input order and changes with any entry", func(t *testing.T) {
-		a := buildDesiredList(testPolicy(), orgs)
-		b := buildDesiredList(testPolicy(), []trust.Org{orgs[1], orgs[0]})
+		a := buildDesiredList(testPolicy(), orgs, nil)
+		b := buildDesiredList(testPolicy(), []trust.Org{orgs[1], orgs[0]}, nil)
 		if a.EntriesHash != b.EntriesHash {
 			t.Error("same organisations, different hash")
 		}
-		c := buildDesiredList(testPolicy(), []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two!"}})
+		c := buildDesiredList(testPolicy(), []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two!"}}, nil)
 		if c.EntriesHash == a.EntriesHash {
 			t.Error("changed comment, same hash")
 		}
@@ -51,13 +51,13 @@ func TestBuildDesiredList(t *testing.T) {
 		p := testPolicy()
 		p.Spec.ValuePrefix = ptr.To("")
 		p.Spec.WarninglistName = "org-confidence-level-high"
-		d := buildDesiredList(p, orgs[:1])
+		d := buildDesiredList(p, orgs[:1], nil)
 		if d.Entries[0].Value != uuidN(2) || d.Name != "org-confidence-level-high" {
 			t.Errorf("entry %q name %q", d.Entries[0].Value, d.Name)
 		}
 	})
 	t.Run("no organisation gives the placeholder MISP accepts", func(t *testing.T) {
-		d := buildDesiredList(testPolicy(), nil)
+		d := buildDesiredList(testPolicy(), nil, nil)
 		if len(d.Entries) != 1 || d.Entries[0].Value != "org_uuid:"+placeholderUUID || d.Orgs != 0 {
 			t.Errorf("entries %v orgs %d", d.Entries, d.Orgs)
 		}
@@ -65,7 +65,7 @@ func TestBuildDesiredList(t *testing.T) {
 }
 
 func TestDiffList(t *testing.T) {
-	want := buildDesiredList(testPolicy(), []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	want := buildDesiredList(testPolicy(), []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}}, nil)
 	same := func() *misp.Warninglist {
 		return &misp.Warninglist{ID: "137", Name: want.Name, Description: want.Description, Type: "string", Category: "known",
 			MatchingAttributes: []string{"ALL"}, Enabled: true,

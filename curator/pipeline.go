@@ -16,6 +16,7 @@ import (
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
 	"github.com/misptrust/misp-trust-operator/curator/index"
+	"github.com/misptrust/misp-trust-operator/curator/sources"
 	"github.com/misptrust/misp-trust-operator/curator/status"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/trust"
@@ -80,12 +81,16 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 		}
 	}
 	eo.Logger, eo.Metrics = log.WithName("engine"), sh.engine
+	// The sharer of an event is found from the ids of the feed in this table; it is read
+	// only while a policy names sharingOrganisations (at start, or at the first lookup).
+	sharers := sources.New(sources.Options{Lister: client, Logger: log.WithName("sources")})
+	eo.Sharers = sharers
 	eo.OnOutcome = func(o engine.Outcome) { p.outcome(sh.writer, o) }
 	p.eng = engine.New(eo)
 
 	co := sh.cfg.CatchUp
 	searcher := catchup.MISPSearcher{Client: client}
-	co.Instance, co.Searcher, co.Fields, co.Index, co.Engine = name, searcher, searcher.Fields(), p.idx, p.eng
+	co.Instance, co.Searcher, co.Fields, co.Index, co.Engine, co.Sharers = name, searcher, searcher.Fields(), p.idx, p.eng, sharers
 	if c := cur.CatchUp; c != nil {
 		if c.Interval != nil && c.Interval.Duration > 0 {
 			co.Interval = c.Interval.Duration
@@ -126,6 +131,13 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 	run := func(f func()) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
+	}
+	if snap.HasSharers() {
+		run(func() {
+			if _, err := sharers.Load(ctx); err != nil && ctx.Err() == nil {
+				log.Error(err, "cannot read the organisations or connected servers: events are matched by sharer once they can be read")
+			}
+		})
 	}
 	run(func() { _ = p.eng.Run(ctx) })
 	run(func() { _ = p.runner.Run(ctx) })

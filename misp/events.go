@@ -20,10 +20,13 @@ type Tag struct {
 
 // EventMeta is the metadata of one event, as /events/index reports it (never the full event).
 type EventMeta struct {
-	ID        string // local numeric id
-	UUID      string // lower case
-	OrgcUUID  string // creator organisation, lower case
-	OrgcName  string
+	ID       string // local numeric id
+	UUID     string // lower case
+	OrgcUUID string // creator organisation, lower case
+	OrgcName string
+	// OrgID is the owner organisation's local id (Event.org_id): after a push, the
+	// partner that pushed it; after a pull, the server link's local org (misp-api.md §2.2).
+	OrgID     string
 	Published bool
 	Locked    bool      // true for events that came from another instance (pull or push)
 	Timestamp time.Time // the event timestamp (UTC); 0 when MISP sent none
@@ -40,6 +43,7 @@ type indexEvent struct {
 	Locked    flexBool   `json:"locked"`
 	Timestamp flexInt    `json:"timestamp"`
 	OrgcUUID  flexString `json:"orgc_uuid"`
+	OrgID     flexString `json:"org_id"`
 	Orgc      *struct {
 		Name flexString `json:"name"`
 		UUID flexString `json:"uuid"`
@@ -72,6 +76,7 @@ func decodeEventIndex(body []byte) ([]EventMeta, error) {
 			ID:        string(r.ID),
 			UUID:      strings.ToLower(string(r.UUID)),
 			OrgcUUID:  strings.ToLower(string(r.OrgcUUID)),
+			OrgID:     string(r.OrgID),
 			Published: bool(r.Published),
 			Locked:    bool(r.Locked),
 		}

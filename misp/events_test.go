@@ -19,7 +19,7 @@ const (
 )
 
 func TestEventMeta(t *testing.T) {
-	e1 := EventMeta{ID: "13", UUID: e1UUID, OrgcUUID: partnerHigh, OrgcName: "PARTNER-HIGH", Published: true, Locked: true,
+	e1 := EventMeta{ID: "13", UUID: e1UUID, OrgcUUID: partnerHigh, OrgcName: "PARTNER-HIGH", OrgID: "1", Published: true, Locked: true,
 		Timestamp: time.Unix(1795727898, 0).UTC(),
 		Tags:      []Tag{{ID: "50", Name: "tlp:green"}, {ID: "41", Name: `workflow:state="incomplete"`}}}
 	tests := []struct {
@@ -36,7 +36,7 @@ func TestEventMeta(t *testing.T) {
 			handlers: []http.HandlerFunc{replay(t, "real/sync/api/51_A_events_index_eventid_e1.json")}, want: e1, calls: 1},
 		{name: "local tags keep their local flag", uuid: mainEvent,
 			handlers: []http.HandlerFunc{replay(t, "real/api/56_events_index.json")}, want: EventMeta{
-				ID: "1", UUID: mainEvent, OrgcUUID: "997004a6-e769-4ab8-b467-a1ca84cf0666", OrgcName: "ORGNAME", Published: true,
+				ID: "1", UUID: mainEvent, OrgcUUID: "997004a6-e769-4ab8-b467-a1ca84cf0666", OrgcName: "ORGNAME", OrgID: "1", Published: true,
 				Timestamp: time.Unix(1795726686, 0).UTC(), Tags: []Tag{
 					{ID: "48", Name: "tlp:amber"}, {ID: "2", Name: `admiralty-scale:source-reliability="b"`},
 					{ID: "55", Name: "client-verification:local-tag", Local: true}, {ID: "42", Name: `workflow:state="complete"`},

@@ -9,8 +9,9 @@ import (
 type Candidate struct {
 	Key               string // "namespace/name", see Key
 	Priority          int32
-	SourceReliability string // a..g
-	Orgs              []Org
+	SourceReliability string   // a..g
+	Orgs              []Org    // creator rules
+	Sharers           []Sharer // sharer rules (match.go)
 }
 
 // Beats reports whether a wins an organisation listed in both a and b: the

@@ -35,11 +35,13 @@ type OrgTrustPolicySpec struct {
 	// +kubebuilder:validation:MaxLength=255
 	WarninglistName string `json:"warninglistName,omitempty"`
 
-	// ValuePrefix is written before each UUID in the warninglist (default
-	// "org_uuid:").
+	// ValuePrefix is written before each creator UUID in the warninglist
+	// (default "org_uuid:"). "sharer:" is reserved: sharingOrganisations are
+	// written as "sharer:<uuid>".
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[^\s#]*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'sharer:'",message="valuePrefix \"sharer:\" is reserved for sharingOrganisations entries"
 	ValuePrefix *string `json:"valuePrefix,omitempty"`
 
 	// Priority decides which policy wins when an organisation is in several
@@ -102,6 +104,55 @@ type OrgTrustPolicySpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
 	OrganisationsFrom []ConfigMapKeyReference `json:"organisationsFrom,omitempty"`
+
+	// SharingOrganisations trusted at this level: the sync partner that shared
+	// an event with our MISP, whoever created it. For a pushed event that is
+	// the event's owner organisation on our MISP (the pushing sync user's
+	// organisation); for a pulled event MISP makes the server link's own
+	// organisation the owner, so the partner is the remote organisation of the
+	// connected server it came through (servers/index RemoteOrg). organisations
+	// and organisationsFrom match the creator (Orgc) only; an event matched by
+	// several policies, as creator or as sharer, goes to the policy that wins
+	// by the precedence rule (priority, then sourceReliability, then name).
+	// Written into the warninglist as "sharer:<uuid>", never confused with a
+	// creator entry. The curator learns the sharer from the ZeroMQ feed at no
+	// MISP call (org and server ids, resolved from /organisations/index and
+	// /servers/index, which needs a site-admin key). Catch-up matches pushed
+	// events by sharer, but pulled events by creator only: no event column
+	// names the server a pull came through.
+	// +optional
+	// +listType=map
+	// +listMapKey=uuid
+	// +kubebuilder:validation:MaxItems=500
+	// +kubebuilder:validation:XValidation:rule="self.map(o, o.uuid.lowerAscii()).distinct().size() == self.size()",message="sharing organisation UUIDs must be unique (ignoring case)"
+	SharingOrganisations []SharingOrganisation `json:"sharingOrganisations,omitempty"`
+}
+
+// SharingOrganisation is a sync partner, identified by its organisation UUID,
+// optionally narrowed to the connected servers its events come through.
+type SharingOrganisation struct {
+	// UUID of the partner organisation.
+	// +kubebuilder:validation:MinLength=36
+	// +kubebuilder:validation:MaxLength=36
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	UUID string `json:"uuid"`
+
+	// Name of the organisation, written as the warninglist entry's comment.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[^\r\n#]*$`
+	Name string `json:"name,omitempty"`
+
+	// Servers narrows the rule to events pulled through these connected
+	// servers: their local ids on our MISP (Server.id in servers/index, the
+	// "Server" of add_from_connected_server). Events the partner pushes
+	// (which name no server) then no longer match. Empty: any server, and
+	// pushes.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[1-9][0-9]{0,9}$`
+	Servers []string `json:"servers,omitempty"`
 }
 
 // InstanceReference names a MISPInstance in the same namespace.
@@ -151,6 +202,10 @@ const (
 	ConditionOrganisationsValid = "OrganisationsValid"
 	// ConditionConflicts: some organisations are won by another policy.
 	ConditionConflicts = "Conflicts"
+	// ConditionSourceOverlaps: an organisation is a creator in one policy and
+	// a sharer in another (or the same), so its own shared events match both;
+	// the message names the winner.
+	ConditionSourceOverlaps = "SourceOverlaps"
 	// ConditionCurationPermitted: the MISPInstance's key can do what the
 	// curator needs for this policy (local tags: host organisation; publish:
 	// site admin).
@@ -193,6 +248,10 @@ type OrgTrustPolicyStatus struct {
 	// organisationsFrom, duplicates removed).
 	// +optional
 	Organisations int32 `json:"organisations,omitempty"`
+
+	// SharingOrganisations is the number of sharing organisations.
+	// +optional
+	SharingOrganisations int32 `json:"sharingOrganisations,omitempty"`
 
 	// Tags are the effective tags attached to curated events.
 	// +optional

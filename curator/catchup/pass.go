@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/misptrust/misp-trust-operator/curator/engine"
+	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // pass is one catch-up pass.
@@ -34,7 +36,7 @@ func (r *Runner) pass(ctx context.Context) error {
 	scanned, enqueued := 0, 0
 	for _, f := range r.opts.Fields {
 		n, e, err := r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta) bool {
-			return r.consider(m, seen, hold, engine.SourceCatchUp)
+			return r.consider(ctx, m, seen, hold, engine.SourceCatchUp)
 		})
 		scanned += n
 		enqueued += e
@@ -96,7 +98,7 @@ func (r *Runner) retriesLocked(now time.Time) []string {
 // consider enqueues one search result if it is a synchronised event of a trusted org that
 // is not yet curated. hold is the watermark the search scanned from (zero for
 // re-curations, which hold nothing).
-func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time, src engine.Source) bool {
+func (r *Runner) consider(ctx context.Context, m misp.EventMeta, seen map[string]bool, hold time.Time, src engine.Source) bool {
 	if seen[m.UUID] {
 		return false
 	}
@@ -107,7 +109,7 @@ func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time
 	// Only events whose plan is not empty go to the engine (the engine's own rule,
 	// engine.PlanFor), so a pass over curated events costs no engine work and does not
 	// inflate the alreadyCurated counters.
-	p, ok := r.opts.Index.Lookup(m.OrgcUUID)
+	p, ok := r.policyOf(ctx, m)
 	if !ok || engine.PlanFor(p, m).Empty() {
 		return false
 	}
@@ -123,6 +125,20 @@ func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time
 	}
 	r.opts.Metrics.enqueue(r.opts.Instance, kind)
 	return true
+}
+
+// policyOf is the policy of a search result: by its creator, and — while a policy has
+// sharer rules and Sharers is set — by the owner org too, which names the partner of a
+// pushed event. A pulled event is owned by its server link's org and no search column
+// names the server, so catch-up matches pulls by creator only; the feed's
+// *_from_connected_server is what matches them by sharer.
+func (r *Runner) policyOf(ctx context.Context, m misp.EventMeta) (index.Policy, bool) {
+	if r.opts.Sharers == nil || !r.opts.Index.HasSharers() {
+		return r.opts.Index.Lookup(m.OrgcUUID)
+	}
+	sharer, _, _ := r.opts.Sharers.Sharer(ctx, m.OrgID, "")
+	p, _, ok := r.opts.Index.LookupSource(trust.Source{Creator: m.OrgcUUID, Sharer: sharer})
+	return p, ok
 }
 
 // scan pages through one search; visit returns whether it enqueued the event.
@@ -172,7 +188,7 @@ func (r *Runner) runRecuration(ctx context.Context) error {
 	sort.Strings(orgs)
 	since := r.opts.Now().Add(-r.opts.Lookback)
 	seen := map[string]bool{}
-	visit := func(m misp.EventMeta) bool { return r.consider(m, seen, time.Time{}, engine.SourceRecuration) }
+	visit := func(m misp.EventMeta) bool { return r.consider(ctx, m, seen, time.Time{}, engine.SourceRecuration) }
 	scanned, enqueued := 0, 0
 	var err error
 	if len(orgs) <= r.opts.MaxOrgQueries {

@@ -42,6 +42,9 @@ type Options struct {
 	Fields []TimeField
 	Index  *index.Index
 	Engine Enqueuer
+	// Sharers, when set, finds the sharing organisation of pushed events from their owner
+	// org id (policies with sharingOrganisations); the engine's table is meant.
+	Sharers engine.Sharers
 
 	// Interval between passes (default 5m), jittered by ±Jitter (default 0.1).
 	Interval time.Duration

@@ -59,6 +59,7 @@ import (
 
 	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // MISP is the part of the MISP client (package misp) the engine calls; *misp.Client
@@ -74,6 +75,14 @@ type MISP interface {
 	RemoveTag(ctx context.Context, eventUUID, tag string) error
 	// Publish publishes the event (never /events/alert).
 	Publish(ctx context.Context, eventUUID string) (string, error)
+}
+
+// Sharers is what the engine needs of curator/sources.Table.
+type Sharers interface {
+	// Sharer returns the partner that shared an event: the remote org of serverID when
+	// set (a pull), else the owner org ownerID ("" when that is a server link's own org).
+	// known is false when an id is unknown; calls is the MISP calls a refresh made.
+	Sharer(ctx context.Context, ownerID, serverID string) (uuid string, known bool, calls int)
 }
 
 // Source says what made the engine curate an event.
@@ -120,6 +129,10 @@ type Options struct {
 	Index *index.Index
 	// MISP is the client (its own rate limit and HTTP retries apply underneath).
 	MISP MISP
+	// Sharers resolves the numeric ids of the feed (Event.org_id, the server of a pull)
+	// to the sharing organisation's UUID from an in-memory table (curator/sources). Used
+	// only while a policy has sharingOrganisations; nil: events match by creator only.
+	Sharers Sharers
 	// Concurrency is the number of events curated in parallel; default 4 (a real MISP
 	// saturates around 30 calls/s, design.md "Scale").
 	Concurrency int
@@ -178,8 +191,14 @@ type Outcome struct {
 	Policy    string // winning policy key; "" when the creator org is untrusted
 	EventUUID string
 	OrgUUID   string // creator org; "" when it could not be read
-	Source    Source
-	Class     Class
+	// SharerUUID is the partner that shared the event with this MISP (the pushing org,
+	// or the remote org of the server it was pulled through); "" when unknown or not
+	// needed (no policy has sharingOrganisations).
+	SharerUUID string
+	// Via says which rule of Policy matched: "creator" or "sharer".
+	Via    trust.Via
+	Source Source
+	Class  Class
 
 	Tagged            bool // at least one policy tag was attached by this curation
 	Published         bool // this curation published the event

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/trust"
 )
@@ -52,23 +53,28 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	var st eventState
 	known, locked := false, true
 	var version int64 // the event timestamp of the version curated, 0 if unknown
+	var owner string  // the owner org's local id (Event.org_id), "" if unknown
 	switch {
 	case forceRead:
 	case t.meta != nil:
 		a.orgc, st, known, locked, version = t.meta.OrgcUUID, stateOf(*t.meta), true, t.meta.Locked, unix(t.meta.Timestamp)
+		owner = t.meta.OrgID
 	default:
 		e.mu.Lock()
 		if h, ok := e.hints.get(uuid, e.clock.Now()); ok {
-			a.orgc, version = h.orgc, h.ts
+			a.orgc, version, owner = h.orgc, h.ts, h.owner
 			if h.known {
 				st, known, locked = h.state, true, h.locked
 			}
 		}
 		e.mu.Unlock()
 	}
-	if a.orgc != "" {
-		if _, trusted := e.opts.Index.Lookup(a.orgc); !trusted {
-			// Untrusted creator named by the feed: no call at all (design.md §3).
+	// The sharer matters only while a policy has sharer rules; a pull names its server,
+	// a pushed row its owner org, both resolved from memory (curator/sources).
+	bySharer := e.opts.Sharers != nil && e.opts.Index.HasSharers()
+	if a.orgc != "" && (!bySharer || owner != "" || t.server != "") {
+		if _, _, trusted := e.lookup(ctx, &a, owner, t.server, bySharer); !trusted {
+			// Untrusted creator and sharer named by the feed: no call at all (design.md §3).
 			a.out.Class = untrustedClass(t.source)
 			a.out.OrgUUID = a.orgc
 			return a
@@ -81,14 +87,18 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 			return e.failed(ctx, a, "read metadata", err)
 		}
 		a.orgc, st, locked, version = meta.OrgcUUID, stateOf(meta), meta.Locked, unix(meta.Timestamp)
+		if meta.OrgID != "" {
+			owner = meta.OrgID
+		}
 	}
 	a.out.OrgUUID = a.orgc
-	pol, trusted := e.opts.Index.Lookup(a.orgc)
+	pol, via, trusted := e.lookup(ctx, &a, owner, t.server, bySharer)
 	if !trusted {
 		a.out.Class = untrustedClass(t.source)
 		a.state = &st
 		return a
 	}
+	a.out.Via = via
 	a.out.Policy = pol.Key
 	a.out.Class = ClassTagOnly
 	if pol.Publish {
@@ -162,6 +172,21 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 	after := st.after(plan.Attach, removed, unpublished, a.out.Published || (recent && !unpublished))
 	a.state = &after
 	return a
+}
+
+// lookup finds the policy of the event: by its creator alone, or — bySharer — by
+// trust.Match over the creator and the sharer (the partner that pushed it, or the
+// remote org of the server it was pulled through). A sharer id missing from the table
+// leaves the sharer unknown: the creator decides.
+func (e *Engine) lookup(ctx context.Context, a *attempt, owner, server string, bySharer bool) (index.Policy, trust.Via, bool) {
+	if !bySharer {
+		pol, ok := e.opts.Index.Lookup(a.orgc)
+		return pol, trust.ViaCreator, ok
+	}
+	sharer, _, calls := e.opts.Sharers.Sharer(ctx, owner, server)
+	a.out.Calls += calls
+	a.out.SharerUUID = sharer
+	return e.opts.Index.LookupSource(trust.Source{Creator: a.orgc, Sharer: sharer, Server: server})
 }
 
 // failed classifies an error of one step.

@@ -25,7 +25,7 @@ func (e *Engine) HandleMessage(m feed.Message) {
 	switch class {
 	case msgPulled:
 		e.mu.Lock()
-		e.trigger(m.EventUUID, trigger{source: SourcePull, pulled: true, received: now, due: now}, now)
+		e.trigger(m.EventUUID, trigger{source: SourcePull, pulled: true, server: m.ServerID, received: now, due: now}, now)
 		e.mu.Unlock()
 	case msgPulledByID:
 		// A pull by the partner's numeric id (sync/zmq/45, 48): the id is useless here.
@@ -140,6 +140,7 @@ func (e *Engine) Enqueue(eventUUID string, h Hint) {
 type hint struct {
 	eventID string
 	orgc    string
+	owner   string // owner org's local id (Event.org_id): the sharer of a pushed event
 	// known: state below is the event's state after its last row message, learnt from a
 	// misp_json (full event, every tag with its locality) or from our own curation; no
 	// tag change was announced since.
@@ -162,14 +163,9 @@ func (e *Engine) learnRow(m feed.Message, now time.Time) {
 		e.putHint(m.EventUUID, old, now)
 		return
 	}
-	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, locked: true, ts: m.Timestamp}
+	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, owner: m.OrgID, locked: true, ts: m.Timestamp}
 	if had {
-		if h.eventID == "" {
-			h.eventID = old.eventID
-		}
-		if h.orgc == "" {
-			h.orgc = old.orgc
-		}
+		h.keep(old)
 	}
 	e.putHint(m.EventUUID, h, now)
 	if ts, ok := e.pubs.get(m.EventUUID, now); ok && (ts == 0 || ts != m.Timestamp) {
@@ -188,18 +184,13 @@ func (e *Engine) learnPublish(m feed.Message, now time.Time) {
 		// misp_json after our curation): it describes the event before our changes.
 		return
 	}
-	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, known: true, locked: m.Locked, ts: m.Timestamp,
+	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, owner: m.OrgID, known: true, locked: m.Locked, ts: m.Timestamp,
 		state: eventState{Published: true, Tags: make([]misp.Tag, 0, len(m.Tags))}}
 	for _, t := range m.Tags {
 		h.state.Tags = append(h.state.Tags, misp.Tag{Name: t.Name, Local: t.Local})
 	}
 	if had {
-		if h.eventID == "" {
-			h.eventID = old.eventID
-		}
-		if h.orgc == "" {
-			h.orgc = old.orgc
-		}
+		h.keep(old)
 	}
 	e.putHint(m.EventUUID, h, now)
 }
@@ -231,12 +222,23 @@ func (e *Engine) learnTag(m feed.Message, now time.Time) {
 func (e *Engine) learnCurated(uuid, orgc string, st eventState, now time.Time) {
 	h := &hint{orgc: orgc, known: true, locked: true, curated: true, state: st}
 	if old, ok := e.hints.get(uuid, now); ok {
-		h.eventID, h.ts = old.eventID, old.ts
-		if h.orgc == "" {
-			h.orgc = old.orgc
-		}
+		h.ts = old.ts
+		h.keep(old)
 	}
 	e.putHint(uuid, h, now)
+}
+
+// keep fills what a newer message did not say from the older hint.
+func (h *hint) keep(old *hint) {
+	if h.eventID == "" {
+		h.eventID = old.eventID
+	}
+	if h.orgc == "" {
+		h.orgc = old.orgc
+	}
+	if h.owner == "" {
+		h.owner = old.owner
+	}
 }
 
 // forgetState keeps what a hint says about the event's creator org but no longer claims

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // entry is one event the engine will curate (or is curating).
@@ -41,7 +42,8 @@ const (
 // trigger is what asked for a curation.
 type trigger struct {
 	source   Source
-	pulled   bool // *_from_connected_server seen: the event is complete, curate now
+	pulled   bool   // *_from_connected_server seen: the event is complete, curate now
+	server   string // the local id of the server link a pull came through (its sharer)
 	meta     *misp.EventMeta
 	received time.Time // first message of this curation
 	due      time.Time
@@ -111,6 +113,9 @@ func (t *trigger) merge(u trigger) {
 	if u.pulled {
 		t.pulled = true
 		t.source = SourcePull
+	}
+	if u.server != "" {
+		t.server = u.server
 	} else if !t.pulled && t.source == SourcePush && u.source != SourcePush {
 		t.source = u.source
 	}
@@ -258,6 +263,7 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 	acc.RemovedIncomplete = acc.RemovedIncomplete || a.out.RemovedIncomplete
 	acc.RemovedTags = append(acc.RemovedTags, a.out.RemovedTags...)
 	acc.Policy, acc.OrgUUID, acc.Class, acc.Plan = a.out.Policy, a.out.OrgUUID, a.out.Class, a.out.Plan
+	acc.SharerUUID, acc.Via = a.out.SharerUUID, a.out.Via
 	acc.DryRun, acc.Skipped = a.out.DryRun, a.out.Skipped
 	acc.AlreadyCurated = a.out.AlreadyCurated && !acc.Tagged && !acc.Published && len(acc.RemovedTags) == 0
 	acc.Source = t.source
@@ -313,6 +319,9 @@ func (e *Engine) report(o Outcome) {
 	changed := o.Tagged || o.Published || len(o.RemovedTags) > 0
 	if o.Err != nil || changed || e.log.V(1).Enabled() {
 		kv := []any{"event", o.EventUUID, "org", o.OrgUUID, "policy", o.Policy, "source", o.Source, "calls", o.Calls}
+		if o.Via == trust.ViaSharer {
+			kv = append(kv, "sharer", o.SharerUUID)
+		}
 		switch {
 		case o.Err != nil:
 			e.log.Error(o.Err, "curation failed; catch-up will try again", append(kv, "attempts", o.Attempts)...)

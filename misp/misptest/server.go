@@ -95,6 +95,7 @@ type Server struct {
 	users          map[int]*userRec
 	nextUserID     int
 	syncUsers      map[int]*userRec // per org: the user a partner pushes with
+	servers        []*serverRec     // connected servers (server links), by ascending id
 	tags           map[int]*tagRec
 	tagOrder       []int
 	nextTagID      int
