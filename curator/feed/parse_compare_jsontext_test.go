@@ -251,7 +251,7 @@ func (d *jtDecoder) action() (bool, error) {
 
 func (d *jtDecoder) eventValue() (bool, error) {
 	m := &d.m
-	m.EventUUID, m.EventID, m.RemoteEventID = "", "", ""
+	m.EventUUID, m.EventID, m.RemoteEventID, m.OrgID = "", "", "", ""
 	m.HasRow, m.Locked, m.Published, m.Timestamp = false, false, false, 0
 	if d.dec.PeekKind() == '{' {
 		return true, d.eventRow("Event", false)
@@ -309,6 +309,8 @@ func (d *jtDecoder) eventRow(base string, nested bool) error {
 			}
 		case k == "id":
 			m.EventID, err = d.id(path{base, "id"})
+		case k == "org_id":
+			m.OrgID, err = d.id(path{base, "org_id"})
 		case k == "locked":
 			m.Locked, err = d.boolish(path{base, "locked"})
 		case k == "published":

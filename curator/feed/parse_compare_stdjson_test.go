@@ -58,6 +58,7 @@ type (
 	sRowFields struct {
 		UUID      sRaw `json:"uuid"`
 		ID        sRaw `json:"id"`
+		OrgID     sRaw `json:"org_id"`
 		Locked    sRaw `json:"locked"`
 		Published sRaw `json:"published"`
 		Timestamp sRaw `json:"timestamp"`
@@ -117,7 +118,7 @@ func (d *stdDecoder) unmarshal(data []byte, fields any) error {
 	case *sEventFields:
 		*f = sEventFields{obj["action"], obj["Event"], obj["Server"], obj["Orgc"], obj["EventTag"]}
 	case *sRowFields:
-		*f = sRowFields{obj["uuid"], obj["id"], obj["locked"], obj["published"], obj["timestamp"], obj["Orgc"], obj["Tag"]}
+		*f = sRowFields{obj["uuid"], obj["id"], obj["org_id"], obj["locked"], obj["published"], obj["timestamp"], obj["Orgc"], obj["Tag"]}
 	case *sOrgcFields:
 		*f = sOrgcFields{obj["uuid"], obj["name"]}
 	case *sTagFields:
@@ -235,6 +236,7 @@ func (d *stdDecoder) row(base string, f *sRowFields, nested bool) {
 		d.fieldError(KindBadField, path{base, "uuid"}, "want a string", d.at(f.UUID))
 	}
 	m.EventID = d.id(path{base, "id"}, f.ID)
+	m.OrgID = d.id(path{base, "org_id"}, f.OrgID)
 	m.Locked = d.boolish(path{base, "locked"}, f.Locked)
 	m.Published = d.boolish(path{base, "published"}, f.Published)
 	m.Timestamp = d.integer(path{base, "timestamp"}, f.Timestamp)
