@@ -595,3 +595,77 @@ func TestRescanCoversTheLookBackOnce(t *testing.T) {
 		t.Fatalf("the pass after the rescan enqueued %+v: the rescan must happen once", got)
 	}
 }
+
+// TestEventsTheEngineRefusesAreRetriedAtTheNextPass (defect 2): an event the engine
+// refused (its queue full) used to end without an outcome, so catch-up neither retried it
+// nor held the watermark for it — lost, and a re-curation with it. With a real engine
+// whose queue holds two events, every event handed over ends curated.
+func TestEventsTheEngineRefusesAreRetriedAtTheNextPass(t *testing.T) {
+	var runner *Runner
+	h := newHarness(t, nil)
+	eng := engine.New(engine.Options{Instance: "sec/misp", Index: h.idx, MISP: h.client, Concurrency: 1, MaxPending: 2,
+		OnOutcome: func(o engine.Outcome) {
+			if o.PublishPending && o.Err == nil {
+				runner.Pending(o.EventUUID)
+				return
+			}
+			runner.Settled(o.EventUUID, o.Err)
+		}})
+	var err error
+	runner, err = New(Options{Instance: "sec/misp", Searcher: MISPSearcher{Client: h.client}, Index: h.idx, Engine: eng,
+		Interval: time.Hour, MinSpacing: time.Nanosecond, PageSize: 3, Now: h.clk.Now, Rand: func() float64 { return 0.5 },
+		OnProgress: func(p Progress) { h.progress <- p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runner = runner
+	// Ten minutes old: after the first pass only catch-up's retries bring them back.
+	var events []string
+	for range 5 {
+		events = append(events, h.event(mediumOrg, 10*time.Minute, true))
+	}
+	old := h.event(mediumOrg, 20*time.Hour, true) // found only by the re-curation below
+	h.start()
+	h.nextPass() // the engine is not running yet: it takes two, refuses three
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = eng.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// A promotion of the org re-curates its events within the look-back, the old one too.
+	runner.Recurate([]string{mediumOrg})
+
+	curated := func(uuid string) bool {
+		e, _ := h.misp.Event(uuid)
+		for _, tag := range e.Tags {
+			if tag.Name == tagC && tag.Local {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := 0
+		for _, uuid := range append(events, old) {
+			if !curated(uuid) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events never curated: the refused ones were not retried", missing, len(events)+1)
+		}
+		waitFor(t, "the engine to drain", func() bool { return eng.Pending() == 0 })
+		h.clk.Advance(time.Minute)
+		runner.Trigger()
+		h.nextPass()
+	}
+	waitFor(t, "the engine to drain", func() bool { return eng.Pending() == 0 })
+	h.clk.Advance(time.Minute)
+	runner.Trigger()
+	if p := h.nextPass(); !p.Watermark.Equal(h.clk.Now()) {
+		t.Fatalf("watermark %s held back after every event settled (now %s)", p.Watermark, h.clk.Now())
+	}
+}
