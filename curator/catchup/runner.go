@@ -178,10 +178,11 @@ func (r *Runner) Trigger() {
 	}
 }
 
-// Rescan asks for one pass that scans from since (or the watermark, if that is earlier)
-// soon: after a dry run ends, the events that arrived during it were only logged, and the
-// watermark moved past them.
-func (r *Runner) Rescan(since time.Time) {
+// Rescan asks for one pass soon that scans the look-back window (from now − Lookback, or
+// the watermark if that is earlier): after a dry run ends, the events that arrived during
+// it were only logged, and the watermark moved past them.
+func (r *Runner) Rescan() {
+	since := r.opts.Now().Add(-r.opts.Lookback)
 	r.mu.Lock()
 	if r.rescan.IsZero() || since.Before(r.rescan) {
 		r.rescan = since

@@ -583,7 +583,7 @@ func TestRescanCoversTheLookBackOnce(t *testing.T) {
 		t.Fatalf("the pass from the watermark enqueued %+v", got)
 	}
 	h.clk.Advance(time.Minute)
-	h.runner.Rescan(h.clk.Now().Add(-DefaultLookback))
+	h.runner.Rescan()
 	h.nextPass()
 	if got := uuids(h.rec.take()); fmt.Sprint(got) != fmt.Sprint([]string{old}) {
 		t.Fatalf("the rescan enqueued %v, want %s", got, old)

@@ -163,6 +163,9 @@ func (e *Engine) Run(ctx context.Context) error {
 // SetDryRun switches dry-run mode for the curations that start from now on.
 func (e *Engine) SetDryRun(on bool) { e.dryRun.Store(on) }
 
+// DryRun reports whether the engine is in dry-run mode.
+func (e *Engine) DryRun() bool { return e.dryRun.Load() }
+
 // Pending is the number of events waiting (debounce, backoff, queue) or being curated.
 func (e *Engine) Pending() int {
 	e.mu.Lock()

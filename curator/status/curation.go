@@ -21,7 +21,8 @@ type Outcome struct {
 	Time      time.Time
 
 	Tagged         bool
-	Published      bool
+	Published      bool // confirmed: a publish MISP only queued is not counted
+	Republished    bool // sent again after the queued one evidently failed
 	AlreadyCurated bool
 	// Err is set when the curation failed (the engine retries it; catch-up finds it again).
 	Err error
@@ -36,6 +37,9 @@ type curation struct {
 }
 
 func (c *curation) add(o Outcome) {
+	if o.Republished {
+		c.cur.Republished++
+	}
 	switch {
 	case o.Err != nil:
 		c.cur.Failed++
@@ -65,7 +69,7 @@ func curationEqual(a, b *v1alpha1.CurationStatus) bool {
 		return a == b
 	}
 	return a.Tagged == b.Tagged && a.Published == b.Published && a.AlreadyCurated == b.AlreadyCurated &&
-		a.Failed == b.Failed && a.LastEventUUID == b.LastEventUUID && a.LastError == b.LastError &&
+		a.Failed == b.Failed && a.PublishesUnconfirmed == b.PublishesUnconfirmed && a.Republished == b.Republished && a.LastEventUUID == b.LastEventUUID && a.LastError == b.LastError &&
 		timeEqual(a.LastEventTime, b.LastEventTime)
 }
 
