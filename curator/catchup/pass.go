@@ -41,8 +41,8 @@ func (r *Runner) pass(ctx context.Context) error {
 	seen := map[string]bool{}
 	scanned, enqueued := 0, 0
 	for _, f := range r.opts.Fields {
-		n, e, err := r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta) bool {
-			return r.consider(m, seen, hold, engine.SourceCatchUp)
+		n, e, err := r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta, readAt time.Time) bool {
+			return r.consider(m, readAt, seen, hold, engine.SourceCatchUp)
 		})
 		scanned += n
 		enqueued += e
@@ -111,9 +111,9 @@ func (r *Runner) retriesLocked(now time.Time) []string {
 }
 
 // consider enqueues one search result if it is a synchronised event of a trusted org that
-// is not yet curated. hold is the watermark the search scanned from (zero for
-// re-curations, which hold nothing).
-func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time, src engine.Source) bool {
+// is not yet curated. readAt is when the search was sent; hold is the watermark the search
+// scanned from (zero for re-curations, which hold nothing).
+func (r *Runner) consider(m misp.EventMeta, readAt time.Time, seen map[string]bool, hold time.Time, src engine.Source) bool {
 	if seen[m.UUID] {
 		return false
 	}
@@ -133,7 +133,7 @@ func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time
 	r.opts.Metrics.setHeld(r.opts.Instance, len(r.unsettled))
 	r.mu.Unlock()
 	meta := m
-	r.opts.Engine.Enqueue(m.UUID, engine.Hint{Source: src, Meta: &meta})
+	r.opts.Engine.Enqueue(m.UUID, engine.Hint{Source: src, Meta: &meta, ReadAt: readAt})
 	kind := KindPass
 	if src == engine.SourceRecuration {
 		kind = KindRecuration
@@ -145,7 +145,7 @@ func (r *Runner) consider(m misp.EventMeta, seen map[string]bool, hold time.Time
 // scan pages through one search; visit returns whether it enqueued the event. The rows it
 // could not read are recorded (skipRow) when the scan succeeds; a failed scan is redone
 // by the next pass, rows included.
-func (r *Runner) scan(ctx context.Context, q Query, visit func(misp.EventMeta) bool) (scanned, enqueued int, err error) {
+func (r *Runner) scan(ctx context.Context, q Query, visit func(m misp.EventMeta, readAt time.Time) bool) (scanned, enqueued int, err error) {
 	sc := &scanner{r: r, visit: visit, budget: r.opts.MaxBadRows}
 	q.Limit = r.opts.PageSize
 	for q.Page = 1; ; q.Page++ {
@@ -174,11 +174,12 @@ func (r *Runner) scan(ctx context.Context, q Query, visit func(misp.EventMeta) b
 // lose good events: the scan fails and the pass is retried.
 func (sc *scanner) settleSuspects(ctx context.Context) error {
 	for _, q := range sc.suspects {
+		readAt := sc.r.opts.Now()
 		res, err := sc.r.opts.Searcher.Search(ctx, q)
 		switch {
 		case err == nil:
 			sc.successes++
-			if _, err := sc.take(q, res); err != nil {
+			if _, err := sc.take(q, res, readAt); err != nil {
 				return err
 			}
 		case !badPage(err):
@@ -196,7 +197,7 @@ func (sc *scanner) settleSuspects(ctx context.Context) error {
 // scanner reads the pages of one search.
 type scanner struct {
 	r                 *Runner
-	visit             func(misp.EventMeta) bool
+	visit             func(m misp.EventMeta, readAt time.Time) bool
 	scanned, enqueued int
 	budget            int // rows MISP cannot serve that may still be skipped in this scan
 	successes         int // searches that answered
@@ -220,6 +221,7 @@ func (sc *scanner) skip(q Query, offset int, id, reason string) {
 // (badPage) is read again in smaller pages until the rows it cannot serve are found and
 // skipped (isolate), so one damaged event never stops the pass.
 func (sc *scanner) page(ctx context.Context, q Query) (more bool, err error) {
+	readAt := sc.r.opts.Now()
 	res, err := sc.r.opts.Searcher.Search(ctx, q)
 	if err != nil {
 		if !badPage(err) {
@@ -235,7 +237,7 @@ func (sc *scanner) page(ctx context.Context, q Query) (more bool, err error) {
 		sc.skip(q, (q.Page-1)*q.Limit+s.Index, s.ID, s.Reason)
 	}
 	for _, m := range res.Events {
-		if sc.visit(m) {
+		if sc.visit(m, readAt) {
 			sc.enqueued++
 		}
 	}
@@ -287,15 +289,15 @@ func (sc *scanner) isolate(ctx context.Context, q Query, pageErr error) (more bo
 	return true, nil
 }
 
-// take processes a page read during an isolation.
-func (sc *scanner) take(q Query, res misp.EventPage) (bool, error) {
+// take processes a page read (at readAt) during an isolation.
+func (sc *scanner) take(q Query, res misp.EventPage, readAt time.Time) (bool, error) {
 	sc.scanned += len(res.Events)
 	sc.r.opts.Metrics.scan(sc.r.opts.Instance, len(res.Events))
 	for _, s := range res.Skipped {
 		sc.skip(q, (q.Page-1)*q.Limit+s.Index, s.ID, s.Reason)
 	}
 	for _, m := range res.Events {
-		if sc.visit(m) {
+		if sc.visit(m, readAt) {
 			sc.enqueued++
 		}
 	}
@@ -357,7 +359,9 @@ func (r *Runner) runRecuration(ctx context.Context) error {
 	sort.Strings(orgs)
 	since := r.opts.Now().Add(-r.opts.Lookback)
 	seen := map[string]bool{}
-	visit := func(m misp.EventMeta) bool { return r.consider(m, seen, time.Time{}, engine.SourceRecuration) }
+	visit := func(m misp.EventMeta, readAt time.Time) bool {
+		return r.consider(m, readAt, seen, time.Time{}, engine.SourceRecuration)
+	}
 	scanned, enqueued := 0, 0
 	var err error
 	if len(orgs) <= r.opts.MaxOrgQueries {
@@ -381,8 +385,8 @@ func (r *Runner) runRecuration(ctx context.Context) error {
 		}
 		for _, f := range r.opts.Fields {
 			var n, e int
-			n, e, err = r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta) bool {
-				return set[m.OrgcUUID] && visit(m)
+			n, e, err = r.scan(ctx, Query{Field: f, Since: since}, func(m misp.EventMeta, readAt time.Time) bool {
+				return set[m.OrgcUUID] && visit(m, readAt)
 			})
 			scanned, enqueued = scanned+n, enqueued+e
 			if err != nil {

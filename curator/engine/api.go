@@ -117,6 +117,10 @@ type Hint struct {
 	// Meta, when set, is the event's metadata as a search just returned it
 	// (misp.Client.SearchEvents): the curation then skips its own EventMeta read.
 	Meta *misp.EventMeta
+	// ReadAt is when the search that returned Meta was sent (the engine's clock). Meta
+	// read before the engine's last change to the event describes the event before it,
+	// and is not used. Zero: unknown (Meta is used).
+	ReadAt time.Time
 }
 
 // Options configure an Engine. Only Index and MISP are required.

@@ -77,6 +77,16 @@ func (e *Engine) curateOnce(ctx context.Context, uuid string, t trigger, forceRe
 	// every tag and means published). A retry trusts neither: it re-derives everything.
 	var st eventState
 	known, locked := false, true
+	if t.meta != nil && !t.metaAt.IsZero() {
+		e.mu.Lock()
+		if h, ok := e.hints.get(uuid, e.clock.Now()); ok && t.metaAt.Before(h.wrote) {
+			// Read before our last change to the event (a search racing a curation):
+			// it shows the event as it was, e.g. unpublished by our removal and not yet
+			// published by the job we queued.
+			t.meta = nil
+		}
+		e.mu.Unlock()
+	}
 	switch {
 	case forceRead:
 	case t.meta != nil:
@@ -219,7 +229,7 @@ func (e *Engine) curateOnce(ctx context.Context, uuid string, t trigger, forceRe
 			// (publish.go). A retry after an unknown outcome reads the event and finds
 			// this record, so it never publishes blindly a second time.
 			e.mu.Lock()
-			replaced := e.recordPublish(uuid, pol.Key, started, plan.Attach, removed, e.clock.Now())
+			replaced := e.recordPublish(uuid, pol.Key, started, plan.Attach, removed, err, e.clock.Now())
 			e.mu.Unlock()
 			a.out.PublishQueued = true
 			if replaced && resend {

@@ -153,7 +153,7 @@ func (e *Engine) Enqueue(eventUUID string, h Hint) {
 	}
 	now := e.clock.Now()
 	e.mu.Lock()
-	out := e.trigger(eventUUID, trigger{source: h.Source, meta: h.Meta, received: now, due: now}, now)
+	out := e.trigger(eventUUID, trigger{source: h.Source, meta: h.Meta, metaAt: h.ReadAt, received: now, due: now}, now)
 	e.mu.Unlock()
 	if out != nil {
 		e.report(*out)
@@ -173,6 +173,9 @@ type hint struct {
 	// curated: state is what our own curation of version ts left.
 	curated bool
 	state   eventState
+	// wrote is when a curation of ours last changed the event or saw its publish take
+	// effect: metadata read before it is stale (Hint.ReadAt).
+	wrote time.Time
 }
 
 // learnRow: a row message (locked) starts a new version of the event: its creator org is
@@ -188,6 +191,7 @@ func (e *Engine) learnRow(m feed.Message, now time.Time) {
 	}
 	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, locked: true, ts: m.Timestamp}
 	if had {
+		h.wrote = old.wrote
 		if h.eventID == "" {
 			h.eventID = old.eventID
 		}
@@ -218,6 +222,9 @@ func (e *Engine) learnPublishAnyway(m feed.Message, now time.Time) {
 	old, had := e.hints.get(m.EventUUID, now)
 	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, known: true, locked: m.Locked, ts: m.Timestamp,
 		state: eventState{Published: true, Tags: make([]misp.Tag, 0, len(m.Tags))}}
+	if had {
+		h.wrote = old.wrote
+	}
 	for _, t := range m.Tags {
 		h.state.Tags = append(h.state.Tags, misp.Tag{Name: t.Name, Local: t.Local})
 	}
@@ -255,15 +262,30 @@ func (e *Engine) learnTag(m feed.Message, now time.Time) {
 	e.putHint(uuid, &h, now)
 }
 
-// learnCurated: after a curation the engine knows the event's state.
-func (e *Engine) learnCurated(uuid, orgc string, st eventState, now time.Time) {
+// learnCurated: after a curation the engine knows the event's state; changed says the
+// curation wrote (or confirmed a publish).
+func (e *Engine) learnCurated(uuid, orgc string, st eventState, changed bool, now time.Time) {
 	h := &hint{orgc: orgc, known: true, locked: true, curated: true, state: st}
 	if old, ok := e.hints.get(uuid, now); ok {
-		h.eventID, h.ts = old.eventID, old.ts
+		h.eventID, h.ts, h.wrote = old.eventID, old.ts, old.wrote
 		if h.orgc == "" {
 			h.orgc = old.orgc
 		}
 	}
+	if changed {
+		h.wrote = now
+	}
+	e.putHint(uuid, h, now)
+}
+
+// wrote records that a curation changed the event (or may have: a failure after a write).
+func (e *Engine) wrote(uuid string, now time.Time) {
+	h := &hint{}
+	if old, ok := e.hints.get(uuid, now); ok {
+		cp := *old
+		h = &cp
+	}
+	h.wrote = now
 	e.putHint(uuid, h, now)
 }
 

@@ -18,7 +18,14 @@
 //     else published — the record waits and is reported (Unconfirmed: count, stuck,
 //     oldest): sending again would publish twice once the workers are back;
 //   - a publish whose outcome is unknown (a timeout, a 5xx after sending:
-//     misp.OutcomeUnknown) is recorded the same way: MISP may have queued it.
+//     misp.OutcomeUnknown) is recorded the same way: MISP may have queued it. One that
+//     most likely queued nothing — MISP's own 500 (an exception, thrown before the job is
+//     queued at the end of the action) or a proxy's 502/503 (MISP not reached) — and is
+//     the only unconfirmed publish left also counts as failed once it is
+//     PublishFailedAfter old: on a quiet instance no later publish may ever come to prove
+//     it. A 504 or a timeout (MISP was still working: the job most likely exists) never
+//     does, and neither does any publish while others wait — they are what stopped
+//     workers look like;
 //
 // Which records a check round reads: every due one that a confirmed later publish
 // overtook (most likely published, else failed), and of the others only the oldest and
@@ -35,9 +42,13 @@ package engine
 import (
 	"container/list"
 	"context"
+	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/misptrust/misp-trust-operator/misp"
 )
 
 // pubTracker holds the unconfirmed publishes of one engine (guarded by e.mu).
@@ -63,7 +74,10 @@ type pubRec struct {
 	// attached and removed are the tags the curation changed: a misp_json with the
 	// first and without the second was built after the curation.
 	attached, removed []string
-	el                *list.Element
+	// unknown: the call failed without saying whether MISP queued a job; likelyUnsent:
+	// the failure was MISP's 500 or a proxy's 502/503, not a timeout.
+	unknown, likelyUnsent bool
+	el                    *list.Element
 }
 
 func newPubTracker() *pubTracker {
@@ -82,13 +96,15 @@ func isQueued(message string) bool {
 
 // recordPublish records a publish MISP answered just now (caller holds e.mu) and reports
 // whether it replaces an unconfirmed one of the same event.
-func (e *Engine) recordPublish(uuid, policy string, started uint64, attached, removed []string, now time.Time) (replaced bool) {
+func (e *Engine) recordPublish(uuid, policy string, started uint64, attached, removed []string, err error, now time.Time) (replaced bool) {
 	if old := e.pubs.recs[uuid]; old != nil {
 		e.removePub(old)
 		replaced = true
 	}
 	r := &pubRec{uuid: uuid, policy: policy, started: started, answered: e.pubs.tick(), sentAt: now,
-		nextCheck: now.Add(e.opts.ConfirmAfter), attached: slices.Clone(attached), removed: slices.Clone(removed)}
+		nextCheck: now.Add(e.opts.ConfirmAfter), attached: slices.Clone(attached), removed: slices.Clone(removed), unknown: err != nil}
+	var ae *misp.APIError
+	r.likelyUnsent = errors.As(err, &ae) && ae.Status >= 500 && ae.Status != http.StatusGatewayTimeout
 	r.el = e.pubs.order.PushBack(r)
 	e.pubs.recs[uuid] = r
 	e.met.unconfirmed(len(e.pubs.recs))
@@ -127,9 +143,15 @@ func (e *Engine) removePub(r *pubRec) {
 	e.met.unconfirmed(len(e.pubs.recs))
 }
 
-// failedJob reports a confirmed failure: a later publish was confirmed long enough ago.
+// failedJob reports a confirmed failure (caller holds e.mu): a later publish was confirmed
+// long enough ago — or a call that most likely queued nothing is old enough and the only
+// unconfirmed publish (see the file comment). The caller still needs a fresh read showing
+// the event unpublished.
 func (e *Engine) failedJob(r *pubRec, now time.Time) bool {
-	return !r.overtaken.IsZero() && now.Sub(r.overtaken) >= e.opts.PublishFailedAfter
+	if !r.overtaken.IsZero() && now.Sub(r.overtaken) >= e.opts.PublishFailedAfter {
+		return true
+	}
+	return r.likelyUnsent && len(e.pubs.recs) == 1 && now.Sub(r.sentAt) >= e.opts.PublishFailedAfter
 }
 
 // feedConfirms handles a misp_json for an event with an unconfirmed publish (caller holds

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -240,5 +241,87 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAPublishWithoutAnAnswerIsSentAgainOnlyWhenNothingSaysWorkersAreStopped: a publish
+// answered 502 (the proxy could not reach MISP) most likely queued nothing, and no later
+// publish may come to prove it. Once it is PublishFailedAfter old and no publish MISP did
+// queue before it still waits, the event (still unpublished) is published again; while an
+// earlier queued publish waits (stopped workers), it is not.
+func TestAPublishWithoutAnAnswerIsSentAgainOnlyWhenNothingSaysWorkersAreStopped(t *testing.T) {
+	t.Run("nothing waits: sent again", func(t *testing.T) {
+		ev := jobsEnv(t, nil, false)
+		ev.srv.SetFault("/events/publish", misptest.Fault{ErrorStatus: 502})
+		e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+		ev.deliver(noPublishHint)
+		waitFor(t, "the failed publish", func() bool { return ev.srv.Calls("/events/publish") == 1 })
+		ev.srv.SetFault("/events/publish", misptest.Fault{})
+		got := ev.outcomesUntil("the publish confirmed", func(all []Outcome) bool { return confirmed(all) == 1 })
+		if n := ev.srv.Calls("/events/publish"); n != 2 {
+			t.Fatalf("%d publish calls, want 2; outcomes %+v", n, got)
+		}
+		if j := jobsOf(ev.srv, e.UUID); j[misptest.JobCompleted] != 1 || len(j) != 1 {
+			t.Fatalf("jobs %v", j)
+		}
+	})
+	t.Run("an earlier queued publish waits: not sent again", func(t *testing.T) {
+		ev := jobsEnv(t, nil, false)
+		ev.srv.SetWorkersDown(true)
+		queued := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+		ev.deliver(nil)
+		ev.outcome()
+		ev.srv.SetFault("/events/publish", misptest.Fault{ErrorStatus: 504, AfterCommit: true})
+		unknown := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+		ev.deliver(nil)
+		waitFor(t, "the second publish", func() bool { return ev.srv.Calls("/events/publish") == 2 })
+		ev.srv.SetFault("/events/publish", misptest.Fault{})
+		time.Sleep(time.Second) // > PublishFailedAfter, several check rounds
+		if n := ev.srv.Calls("/events/publish"); n != 2 {
+			t.Fatalf("%d publish calls with the workers down, want 2", n)
+		}
+		ev.srv.SetWorkersDown(false)
+		waitFor(t, "both published", func() bool {
+			return jobsOf(ev.srv, queued.UUID)[misptest.JobCompleted] == 1 && jobsOf(ev.srv, unknown.UUID)[misptest.JobCompleted] == 1
+		})
+		waitFor(t, "both confirmed", func() bool { return ev.eng.Unconfirmed().Count == 0 })
+		if n := ev.srv.Calls("/events/publish"); n != 2 {
+			t.Fatalf("%d publish calls, want 2: each event published by one job", n)
+		}
+	})
+}
+
+// TestASearchReadBeforeOurChangeIsNotUsed: catch-up read the event between our removal
+// (which unpublished it) and the job that published it, and hands it over after the
+// publish was confirmed. Its metadata (unpublished, our tags) must not make the engine
+// publish a second time.
+func TestASearchReadBeforeOurChangeIsNotUsed(t *testing.T) {
+	ev := jobsEnv(t, nil, false)
+	e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
+	ev.srv.SetWorkersDown(true)
+	ev.deliver(nil)
+	if o := ev.outcome(); !o.PublishPending {
+		t.Fatalf("outcome %+v", o)
+	}
+	readAt := ev.eng.clock.Now()
+	stale, err := ev.eng.opts.MISP.EventMeta(context.Background(), e.UUID) // unpublished, our tags
+	if err != nil || stale.Published {
+		t.Fatalf("meta %+v, %v", stale, err)
+	}
+	ev.srv.SetWorkersDown(false)
+	waitFor(t, "the job", func() bool { return jobsOf(ev.srv, e.UUID)[misptest.JobCompleted] == 1 })
+	ev.deliver(nil) // the job's misp_json confirms
+	if o := ev.outcome(); !o.Published {
+		t.Fatalf("confirmation %+v", o)
+	}
+	ev.idle()
+	ev.eng.Enqueue(e.UUID, Hint{Meta: &stale, ReadAt: readAt})
+	o := ev.outcome()
+	ev.idle()
+	if o.PublishQueued || o.Published || o.Err != nil {
+		t.Fatalf("the stale search made the engine act: %+v", o)
+	}
+	if n := ev.srv.Calls("/events/publish"); n != 1 {
+		t.Fatalf("%d publishes, want 1", n)
 	}
 }

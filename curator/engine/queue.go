@@ -45,6 +45,7 @@ type trigger struct {
 	pulled   bool // *_from_connected_server seen: the event is complete, curate now
 	read     bool // read the metadata whatever the hints say (a publish check)
 	meta     *misp.EventMeta
+	metaAt   time.Time // when meta was read (Hint.ReadAt)
 	received time.Time // first message of this curation
 	due      time.Time
 }
@@ -128,7 +129,7 @@ func (t *trigger) merge(u trigger) {
 		t.source = u.source
 	}
 	if u.meta != nil {
-		t.meta = u.meta
+		t.meta, t.metaAt = u.meta, u.metaAt
 	}
 	if u.due.After(t.due) && !t.pulled {
 		t.due = u.due
@@ -305,12 +306,13 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 	}
 	switch {
 	case a.state != nil && !out.DryRun:
-		e.learnCurated(en.uuid, a.orgc, *a.state, now)
+		e.learnCurated(en.uuid, a.orgc, *a.state, out.Tagged || out.Published || out.PublishQueued || len(out.RemovedTags) > 0, now)
 	case a.err != nil || out.Tagged || out.Published || out.PublishQueued || len(out.RemovedTags) > 0:
 		// Failed for good, possibly after some writes (or a timeout whose write went
 		// through): what the feed told before this curation no longer describes the
 		// event, so the next curation (a follow-up, catch-up) reads it again.
 		e.forgetState(en.uuid, now)
+		e.wrote(en.uuid, now)
 	}
 	if en.next != nil {
 		// Messages arrived while it ran: one follow-up curation.
