@@ -205,7 +205,9 @@ func TestAWriteThatCommittedThenFailedIsReadNotRepeated(t *testing.T) {
 	t.Run("tag removal: the event it unpublished is published", func(t *testing.T) {
 		// Client retries on, as in production; MISP publishes synchronously here.
 		ev := newEnv(t, envConfig{clientRetries: true})
-		ev.srv.SetFault("/tags/removeTagFromObject", misptest.Fault{ErrorStatus: 504, AfterCommit: true, ErrorRate: 1})
+		// Only the first removal fails: a blind retry would get 404 ("not attached") and the
+		// engine would conclude that nothing was unpublished.
+		ev.srv.SetFault("/tags/removeTagFromObject", misptest.Fault{ErrorStatus: 504, AfterCommit: true, Times: 1})
 		e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
 		ev.deliver(nil)
 		o := ev.outcome()
@@ -220,7 +222,7 @@ func TestAWriteThatCommittedThenFailedIsReadNotRepeated(t *testing.T) {
 	})
 	t.Run("queued publish answered 504: sent once, confirmed by a read", func(t *testing.T) {
 		ev := jobsEnv(t, nil, true)
-		ev.srv.SetFault("/events/publish", misptest.Fault{ErrorStatus: 504, AfterCommit: true, ErrorRate: 1})
+		ev.srv.SetFault("/events/publish", misptest.Fault{ErrorStatus: 504, AfterCommit: true, Times: 1})
 		e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
 		ev.deliver(noPublishHint)
 		got := ev.outcomesUntil("the publish confirmed", func(all []Outcome) bool { return confirmed(all) == 1 })

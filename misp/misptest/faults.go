@@ -24,17 +24,21 @@ import (
 // ZeroMQ messages are sent — and only then fail as above: the proxy in front of MISP gave up
 // waiting (504, a dropped connection) while PHP finished the request. A client cannot tell
 // it from a call that never ran.
+//
+// Times > 0 removes the fault after that many failing calls (a blip, not an outage).
 type Fault struct {
 	Latency     time.Duration
 	ErrorRate   float64
 	ErrorStatus int
 	DropConn    bool
 	AfterCommit bool
+	Times       int
 }
 
 type faultState struct {
 	Fault
-	rng *rand.Rand
+	rng    *rand.Rand
+	failed int
 }
 
 // SetFault installs a fault for endpoint (a route such as "/events/index"; "" applies to every
@@ -82,6 +86,15 @@ func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) (answe
 			p = 1
 		}
 		fail = p > 0 && fs.rng.Float64() < p
+		if fail && f.Times > 0 {
+			if fs.failed++; fs.failed >= f.Times {
+				for k, v := range s.faults {
+					if v == fs {
+						delete(s.faults, k)
+					}
+				}
+			}
+		}
 	}
 	s.faultMu.Unlock()
 	if fs == nil {

@@ -316,3 +316,11 @@ func TestIndexRowFaults(t *testing.T) {
 		t.Errorf("the event's own metadata read: %d, want 500", r.status)
 	}
 }
+
+func TestFaultTimesEndsTheFault(t *testing.T) {
+	s := newTestServer(t, Options{})
+	s.SetFault("/servers/getVersion", Fault{ErrorStatus: 504, Times: 2})
+	if got := statusSequence(t, s, "/servers/getVersion", 4); !equalInts(got, []int{504, 504, 200, 200}) {
+		t.Fatalf("statuses %v, want two failures then successes", got)
+	}
+}
