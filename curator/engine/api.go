@@ -47,8 +47,12 @@
 // Reading order, following one message: intake.go (HandleMessage: classify, hints,
 // trigger) → queue.go (entries, debounce, scheduler, workers, finish) → curate.go (one
 // attempt's MISP calls) → plan.go (the steps an event needs) → back to queue.go's
-// finish and report, which hand the Outcome to Options.OnOutcome. engine.go holds the
-// Engine itself (options, New, Run); api.go the types callers use.
+// finish and report, which hand the Outcome to Options.OnOutcome. publish.go follows a
+// publish MISP only queued until it is confirmed (or evidently failed); engine.go holds
+// the Engine itself (options, New, Run); api.go the types callers use.
+//
+// Every hand-over ends in an Outcome: a curation's, or a refusal (ErrQueueFull) or a
+// drop (an event deleted while waiting), so that catch-up sees it.
 package engine
 
 import (

@@ -68,7 +68,11 @@ func (e *Engine) curateOnce(ctx context.Context, uuid string, t trigger, forceRe
 		jobFailed = e.failedJob(rec, now)
 	}
 	e.mu.Unlock()
-	if rec != nil && jobFailed && !feedOK {
+	switch {
+	case feedOK:
+		// The misp_json that confirmed it is newer than any search result.
+		t.meta = nil
+	case rec != nil && jobFailed:
 		forceRead = true
 	}
 
