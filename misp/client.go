@@ -224,6 +224,9 @@ type request struct {
 	route  string // route template for metrics and errors: "/events/publish/{id}"
 	path   string // the real path, ids already escaped
 	body   any    // JSON-encoded; nil → "{}" for POST, nothing for GET
+	// idempotent: a POST that may be sent twice (a read, or a write whose repeat changes
+	// nothing). Other POSTs are retried only when provably unsent (retry.go).
+	idempotent bool
 }
 
 // response is the final answer to a request (after retries).
@@ -242,8 +245,8 @@ type attemptResult struct {
 }
 
 // do sends req with rate limiting, a per-attempt timeout and retries for network errors,
-// 5xx and 429. It returns the first non-retryable answer (any status, for the caller to
-// interpret) or an error once the retries are spent.
+// 5xx and 429 — for writes only those mayRetry allows. It returns the first non-retryable
+// answer (any status, for the caller to interpret) or an error once the retries are spent.
 func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	var payload []byte
 	switch {
@@ -258,7 +261,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", c.opName(req), req.method, req.route, err)
+			return nil, notSentError{fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", c.opName(req), req.method, req.route, err)}
 		}
 		res := c.attempt(ctx, req, payload)
 		if res.resp != nil {
@@ -270,6 +273,9 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		retryable := res.err != nil || res.resp.status >= 500 || res.resp.status == http.StatusTooManyRequests
 		if !retryable {
 			return res.resp, nil
+		}
+		if !mayRetry(req, res) {
+			return nil, c.finalError(req, res, attempt+1)
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("misp: %s: %s %s: %w", c.opName(req), req.method, req.route, context.Cause(ctx))

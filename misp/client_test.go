@@ -449,9 +449,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("a second NewMetrics on the same registry does not share the collectors")
 	}
 	f := newFake(t).
-		on("POST", "/events/publish/"+e1UUID, answer(500, internalError), replay(t, "real/sync/api/63_A_admin_publish_e1.json")).
+		on("POST", "/events/publish/"+e1UUID, answer(429, `{}`, "Retry-After", "1"), replay(t, "real/sync/api/63_A_admin_publish_e1.json")).
 		on("GET", "/warninglists/view/139", replay(t, "real/warninglists_extra/api/25_warninglists_view_deleted.json"))
-	c, _ := f.client(func(o *Options) { o.Metrics, o.Instance = m, "sec/misp-a" })
+	c, _ := f.client(func(o *Options) { o.Metrics, o.Instance = m, "sec/misp-a"; o.RetryMaxDelay = 5 * time.Second })
 	if _, err := c.Publish(context.Background(), e1UUID); err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestMetrics(t *testing.T) {
 		c    prometheus.Collector
 		want float64
 	}{
-		{m.requests.WithLabelValues("sec/misp-a", "/events/publish/{id}", "500"), 1},
+		{m.requests.WithLabelValues("sec/misp-a", "/events/publish/{id}", "429"), 1},
 		{m.requests.WithLabelValues("sec/misp-a", "/events/publish/{id}", "200"), 1},
 		{m.retries.WithLabelValues("sec/misp-a", "/events/publish/{id}"), 1},
 		{m.requests.WithLabelValues("sec/misp-a", "/warninglists/view/{id}", "404"), 1},

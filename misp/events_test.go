@@ -277,13 +277,15 @@ func TestPublish(t *testing.T) {
 		{name: "failed push is a validation error (save-fail shape)", handlers: []http.HandlerFunc{
 			answer(403, `{"saved":false,"name":"Could not publish Event","message":"Could not publish Event","url":"/events/publish/13","errors":{"failed_servers":["1"]},"id":"13"}`)},
 			wantErr: ErrValidation, calls: 1},
-		{name: "502 twice then success", handlers: []http.HandlerFunc{answer(502, "<html>bad gateway</html>", "Content-Type", "text/html"),
-			answer(502, "<html>bad gateway</html>", "Content-Type", "text/html"), replay(t, "real/sync/api/63_A_admin_publish_e1.json")}, want: "Job queued", calls: 3},
+		{name: "502 is not retried: the publish may have gone through", handlers: []http.HandlerFunc{answer(502, "<html>bad gateway</html>", "Content-Type", "text/html"),
+			replay(t, "real/sync/api/63_A_admin_publish_e1.json")}, wantErr: ErrServer, calls: 1},
+		{name: "429 with Retry-After then success", handlers: []http.HandlerFunc{answer(429, `{"name":"Too Many Requests","message":"Too Many Requests","url":"/"}`, "Retry-After", "1"),
+			replay(t, "real/sync/api/63_A_admin_publish_e1.json")}, want: "Job queued", calls: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t).on("POST", "/events/publish/"+e1UUID, tt.handlers...)
-			c, _ := f.client()
+			c, _ := f.client(func(o *Options) { o.RetryMaxDelay = 5 * time.Second })
 			got, err := c.Publish(context.Background(), strings.ToUpper(e1UUID))
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -346,5 +348,19 @@ func TestEventMetaByID(t *testing.T) {
 				jsonEqual(t, f.last("POST", "/events/index").Body, `{"eventid":"`+tt.id+`"}`)
 			}
 		})
+	}
+}
+
+func TestSearchSkipsRowsThatDoNotDecode(t *testing.T) {
+	body := `[{"id":"7","uuid":"5a3c2fcd-8328-42bb-a95e-4f4402de0b81","EventTag":"oops"},` +
+		`{"id":"8","uuid":"6b4d3ede-9439-43cc-b06f-5f5513ef1c92","published":true}]`
+	f := newFake(t).on("POST", "/events/index", answer(200, body, "X-Result-Count", "2"))
+	c, _ := f.client()
+	page, err := c.SearchEventsPage(context.Background(), EventSearch{Limit: 2, Page: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 1 || page.Events[0].ID != "8" || len(page.Skipped) != 1 || page.Skipped[0].ID != "7" || page.Rows != 2 {
+		t.Fatalf("page %+v", page)
 	}
 }

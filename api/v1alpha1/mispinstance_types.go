@@ -229,6 +229,11 @@ type CatchUpStatus struct {
 	// EventsScanned by the last pass.
 	// +optional
 	EventsScanned int64 `json:"eventsScanned,omitempty"`
+	// SkippedRows are rows of MISP's event index the last pass could not read
+	// (damaged, or MISP fails to render them) and skipped; the curator's log
+	// names each one.
+	// +optional
+	SkippedRows int64 `json:"skippedRows,omitempty"`
 }
 
 // MISPInstance is one MISP server the operator manages warninglists on and

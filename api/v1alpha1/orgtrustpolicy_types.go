@@ -289,9 +289,21 @@ type CurationStatus struct {
 	// Tagged counts events that got this policy's tags.
 	// +optional
 	Tagged int64 `json:"tagged,omitempty"`
-	// Published counts events this policy published.
+	// Published counts events this policy published: MISP published them
+	// synchronously, or the curator saw a publish MISP queued ("Job queued")
+	// take effect. A queued publish is counted only once confirmed.
 	// +optional
 	Published int64 `json:"published,omitempty"`
+	// PublishesUnconfirmed is the number of this policy's events whose publish
+	// MISP queued and the curator has not seen take effect yet (now, not a
+	// total). It stays high while MISP's background workers are down; see the
+	// PublishesConfirmed condition of the MISPInstance.
+	// +optional
+	PublishesUnconfirmed int64 `json:"publishesUnconfirmed,omitempty"`
+	// Republished counts publishes sent again because the queued one evidently
+	// failed (a later publish was confirmed while this event stayed unpublished).
+	// +optional
+	Republished int64 `json:"republished,omitempty"`
 	// AlreadyCurated counts events that needed nothing.
 	// +optional
 	AlreadyCurated int64 `json:"alreadyCurated,omitempty"`

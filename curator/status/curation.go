@@ -21,7 +21,8 @@ type Outcome struct {
 	Time      time.Time
 
 	Tagged         bool
-	Published      bool
+	Published      bool // confirmed: a publish MISP only queued is not counted
+	Republished    bool // sent again after the queued one evidently failed
 	AlreadyCurated bool
 	// DryRun: the MISPInstance is in dry run and this curation would have written (its
 	// plan was logged, nothing was sent); WouldTag and WouldPublish say what it would have
@@ -52,6 +53,9 @@ type curation struct {
 }
 
 func (c *curation) add(o Outcome) {
+	if o.Republished {
+		c.cur.Republished++
+	}
 	switch {
 	case o.Err != nil:
 		c.cur.Failed++
@@ -99,6 +103,7 @@ func curationEqual(a, b *v1alpha1.CurationStatus) bool {
 	}
 	return a.Tagged == b.Tagged && a.Published == b.Published && a.AlreadyCurated == b.AlreadyCurated &&
 		a.Failed == b.Failed && a.WouldTag == b.WouldTag && a.WouldPublish == b.WouldPublish &&
+		a.PublishesUnconfirmed == b.PublishesUnconfirmed && a.Republished == b.Republished &&
 		a.LastEventUUID == b.LastEventUUID && a.LastError == b.LastError &&
 		timeEqual(a.LastEventTime, b.LastEventTime)
 }

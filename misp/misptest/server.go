@@ -29,6 +29,7 @@ type Options struct {
 	HeartbeatEvery time.Duration
 	// BackgroundJobs makes /events/publish and /events/alert answer "Job queued" and apply the
 	// publish JobDelay later, like MISP.background_jobs=true (the usual production setting).
+	// Jobs can fail, vanish or wait for stopped workers: see jobs.go.
 	BackgroundJobs bool
 	// JobDelay is how long a queued publish waits for its "worker"; default 300ms (the real
 	// worker took ~330ms in sync/api/63).
@@ -121,13 +122,15 @@ type Server struct {
 	bytes    int64
 	requests []RequestRecord
 
-	faultMu sync.Mutex
-	faults  map[string]*faultState
-	down    bool
+	faultMu   sync.Mutex
+	faults    map[string]*faultState
+	rowFaults map[string]RowFault // by event uuid (faults.go)
+	down      bool
 
 	adminMu sync.RWMutex
 	admin   http.Handler
 
+	jobq    jobQueue // background jobs (jobs.go)
 	jobs    sync.WaitGroup
 	closing chan struct{}
 	closed  sync.Once
@@ -182,6 +185,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.rng = rand.New(rand.NewPCG(opts.Seed, 0x6d697370))
 	s.seedState()
+	s.jobq.init(opts.Seed)
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -198,6 +202,8 @@ func Start(opts Options) (*Server, error) {
 		s.pub = p
 	}
 	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.jobs.Add(1)
+	go s.runJobs()
 	go func() {
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logf("misptest: HTTP server stopped: %v", err)
