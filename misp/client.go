@@ -43,7 +43,7 @@ type Options struct {
 	CABundle           []byte            // optional PEM, added to the system roots
 	InsecureSkipVerify bool              // only when asked; logged once at New
 	Timeout            time.Duration     // per HTTP attempt; 0 → 30s; <0 → none (the caller's ctx only)
-	QPS                float64           // a ceiling on requests per second; 0 or <0 → none (the adaptive limit alone)
+	QPS                float64           // a ceiling on requests per second; 0 → none (the adaptive limit alone); <0 → no client-side limit at all (tests)
 	Burst              int               // of the QPS ceiling; 0 → 20
 	MaxInFlight        int               // ceiling of the adaptive concurrency limit (limiter.go); 0 → 64; <0 → no limit at all
 	InitialInFlight    int               // where the adaptive limit starts; 0 → 2
@@ -144,7 +144,7 @@ func New(opts Options) (*Client, error) {
 	} else {
 		c.limiter = rate.NewLimiter(rate.Limit(opts.QPS), burst)
 	}
-	if opts.MaxInFlight >= 0 {
+	if opts.MaxInFlight >= 0 && opts.QPS >= 0 {
 		maxInFlight, initial := opts.MaxInFlight, opts.InitialInFlight
 		if maxInFlight == 0 {
 			maxInFlight = DefaultMaxInFlight

@@ -106,6 +106,10 @@ func TestNewValidatesOptions(t *testing.T) {
 		if c.limiter.Limit() != 5 {
 			t.Errorf("QPS 5 gives a rate ceiling of %v", c.limiter.Limit())
 		}
+		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, QPS: -1})
+		if c.inflight != nil || c.limiter.Limit() != rate.Inf {
+			t.Error("QPS<0 still limits the client")
+		}
 	})
 }
 
