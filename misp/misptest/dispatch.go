@@ -64,6 +64,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.applyFault(c, w, rt.route) {
 		return
 	}
+	if s.capacity != nil {
+		s.capacity.serve(c, rt.route, func() { s.serveMISP(c, rt) })
+		return
+	}
 	s.serveMISP(c, rt)
 }
 

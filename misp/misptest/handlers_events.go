@@ -454,8 +454,13 @@ func (s *Server) publishLocked(ev *eventRec) Message {
 	return m
 }
 
-// queuePublish runs a publish JobDelay later, like a SimpleBackgroundJobs worker.
+// queuePublish runs a publish JobDelay later, like a SimpleBackgroundJobs worker (with
+// Options.Capacity: when a job worker of the capacity model gets to it).
 func (s *Server) queuePublish(eventID int) {
+	if s.capacity != nil {
+		s.capacity.enqueueJob(func() { s.runPublishJob(eventID) })
+		return
+	}
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
@@ -466,15 +471,20 @@ func (s *Server) queuePublish(eventID int) {
 		case <-s.closing:
 			return
 		}
-		s.mu.Lock()
-		ev := s.events[eventID]
-		if ev == nil {
-			s.mu.Unlock()
-			return
-		}
-		m := s.publishLocked(ev)
-		s.unlockAndPublish([]Message{m})
+		s.runPublishJob(eventID)
 	}()
+}
+
+// runPublishJob is the worker's part of a queued publish.
+func (s *Server) runPublishJob(eventID int) {
+	s.mu.Lock()
+	ev := s.events[eventID]
+	if ev == nil {
+		s.mu.Unlock()
+		return
+	}
+	m := s.publishLocked(ev)
+	s.unlockAndPublish([]Message{m})
 }
 
 // POST /events/unpublish/{id|uuid} (api/54): misp_json_event "edit" with published false,
