@@ -28,6 +28,12 @@ const (
 	// average (MISP's workers may idle between two of our requests), shrink past beta.
 	limiterAlpha = 0.5
 	limiterBeta  = 2.0
+	// limiterNoise is the part of a round trip above base that is not taken for a queue:
+	// on a fast MISP (a few ms a call), or from a curator on a busy node, the client's own
+	// scheduling and the network vary by that much, and reading it as queueing would hold
+	// the limit far below what MISP serves. On a real MISP (20–300 ms a call) it lets at
+	// most one more request wait.
+	limiterNoise = 5 * time.Millisecond
 	// limiterBackoff multiplies the limit after a window with an overload answer (429,
 	// 5xx, a timeout or a refused connection): the loss signal of AIMD.
 	limiterBackoff = 0.7
@@ -217,7 +223,7 @@ func (l *inflightLimiter) updateLocked(now time.Time) {
 			l.base = r
 		}
 		inflight := float64(w.inflightSum) / float64(w.n)
-		queue := inflight * (1 - float64(l.base)/float64(r))
+		queue := inflight * max(0, 1-float64(l.base+limiterNoise)/float64(r))
 		used := w.maxInflight >= int(l.limit)
 		switch {
 		case queue < limiterAlpha && used:

@@ -49,6 +49,10 @@ type capConfig struct {
 	seconds  float64 // target length of one measured run
 	maxEvent int     // cap on events per class and run
 	slowdown bool
+	// unlimited runs the curator with no client-side limit at all (QPS < 0): what the
+	// adaptive limit costs, or saves, against the same engine.
+	unlimited bool
+	classes   []engine.Class // nil: capClasses
 }
 
 var capClasses = []engine.Class{engine.ClassUntrustedPulled, engine.ClassUntrustedPushed, engine.ClassTagOnly, engine.ClassTagPublish}
@@ -72,18 +76,24 @@ type capRow struct {
 	RefP99Same   float64 `json:"reference_misp_p99_ms_same_throughput"`
 	RefSameTh    int     `json:"reference_threads_same_throughput"`
 	Limit        int     `json:"curator_limit_at_end"`
+	CuratorCPU   float64 `json:"curator_cpu_ms_per_event"`
+	RefCPU       float64 `json:"reference_cpu_ms_per_event"`
 	Failed       int     `json:"failed"`
 	WrongState   int     `json:"wrong_state"`
 }
 
 func runCapacity(c config, cc capConfig) error {
-	fmt.Printf("%-7s %-8s %-17s %6s %10s %10s %4s %6s %6s %8s %8s %8s %5s %s\n", "workers", "service", "class", "events",
-		"curator/s", "ref/s", "thr", "ratio", "calls", "p99 cur", "p99 ref", "p99 same", "limit", "fail/wrong")
+	fmt.Printf("%-7s %-8s %-17s %6s %10s %10s %4s %6s %6s %8s %8s %8s %5s %9s %s\n", "workers", "service", "class", "events",
+		"curator/s", "ref/s", "thr", "ratio", "calls", "p99 cur", "p99 ref", "p99 same", "limit", "cpu c/r", "fail/wrong")
 	var rows []capRow
 	bad := 0
 	for _, w := range cc.workers {
 		for _, s := range cc.services {
-			for _, class := range capClasses {
+			classes := cc.classes
+			if classes == nil {
+				classes = capClasses
+			}
+			for _, class := range classes {
 				row, err := capacityRow(c, cc, w, s, class)
 				if err != nil {
 					return fmt.Errorf("%d workers, %v, %s: %w", w, s, class, err)
@@ -99,9 +109,9 @@ func runCapacity(c config, cc capConfig) error {
 				if row.Reference > 0 {
 					ref, thr, ratio = fmt.Sprintf("%.1f", row.Reference), fmt.Sprint(row.RefThreads), fmt.Sprintf("%.2f", row.Ratio)
 				}
-				fmt.Printf("%-7d %-8s %-17s %6d %10.1f %10s %4s %6s %6.2f %8.1f %8.1f %8.1f %5d %d/%d%s\n", w, s, class, row.Events,
+				fmt.Printf("%-7d %-8s %-17s %6d %10.1f %10s %4s %6s %6.2f %8.1f %8.1f %8.1f %5d %4.2f/%4.2f %d/%d%s\n", w, s, class, row.Events,
 					row.Curator, ref, thr, ratio, row.CuratorCalls, row.CuratorP99, row.RefP99Best, row.RefP99Same, row.Limit,
-					row.Failed, row.WrongState, flag)
+					row.CuratorCPU, row.RefCPU, row.Failed, row.WrongState, flag)
 			}
 		}
 	}
@@ -185,11 +195,12 @@ func capacityRow(c config, cc capConfig, workers int, service time.Duration, cla
 	n := eventsFor(cc, workers, service, class)
 	row := capRow{Workers: workers, ServiceMs: ms(service), Class: string(class), Events: n}
 
-	cur, err := curatorRun(c, workers, service, class, n, 0, nil)
+	cur, err := curatorRun(c, cc, workers, service, class, n, 0, nil)
 	if err != nil {
 		return row, err
 	}
 	row.Curator, row.CuratorCalls, row.CuratorP99, row.Limit = cur.perSecond, cur.callsPerEvent, cur.p99, cur.limit
+	row.CuratorCPU = cur.cpuMs
 	row.Failed, row.WrongState = cur.failed, cur.wrongState
 	if callsPerEvent[class] == 0 {
 		return row, nil // the reference makes no call: nothing to compare but the curator's 0 calls
@@ -212,7 +223,7 @@ func capacityRow(c config, cc capConfig, workers int, service time.Duration, cla
 			same = r
 		}
 	}
-	row.Reference, row.RefThreads, row.RefP99Best = best.perSecond, best.threads, best.p99
+	row.Reference, row.RefThreads, row.RefP99Best, row.RefCPU = best.perSecond, best.threads, best.p99, best.cpuMs
 	row.RefP99Same, row.RefSameTh = same.p99, same.threads
 	row.Ratio = round2(row.Curator / row.Reference)
 	return row, nil
@@ -291,6 +302,7 @@ type runResult struct {
 	callsPerEvent float64
 	p99           float64
 	limit         int
+	cpuMs         float64 // process CPU per event, the in-process double included
 	failed        int
 	wrongState    int
 }
@@ -300,7 +312,7 @@ type runResult struct {
 //
 // With tick set it runs for runFor, calling tick at the end of every second, and returns
 // nothing measured.
-func curatorRun(c config, workers int, service time.Duration, class engine.Class, n int, runFor time.Duration,
+func curatorRun(c config, cc capConfig, workers int, service time.Duration, class engine.Class, n int, runFor time.Duration,
 	tick func(srv *misptest.Server, t time.Duration, limit int, done int, recs []wireRec)) (runResult, error) {
 	var res runResult
 	srv := capDouble(workers, service)
@@ -311,7 +323,7 @@ func curatorRun(c config, workers int, service time.Duration, class engine.Class
 	// The deployed defaults: what trust.ClientOptions and engine.New give a MISPInstance
 	// with no spec.api and no spec.curation.
 	client, err := misp.New(misp.Options{URL: srv.URL(), APIKey: srv.AdminKey(), Transport: wire,
-		Metrics: misp.NewMetrics(reg), Instance: "bench/misp"})
+		Metrics: misp.NewMetrics(reg), Instance: "bench/misp", QPS: curatorQPS(cc)})
 	if err != nil {
 		return res, err
 	}
@@ -337,7 +349,7 @@ func curatorRun(c config, workers int, service time.Duration, class engine.Class
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go eng.Run(ctx)
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), cpuSeconds()
 	for i, f := range frames {
 		m, err := feed.Parse(f)
 		if err != nil {
@@ -374,6 +386,7 @@ func curatorRun(c config, workers int, service time.Duration, class engine.Class
 	res.callsPerEvent = round2(float64(calls) / float64(n))
 	mu.Unlock()
 	res.perSecond = round2(float64(n) / last.Sub(t0).Seconds())
+	res.cpuMs = round2((cpuSeconds() - cpu0) * 1000 / float64(n))
 	res.p99 = p99ms(wire.records())
 	res.limit = limit()
 	res.wrongState = wrongState(srv, uuids, class)
@@ -424,6 +437,7 @@ type refResult struct {
 	threads   int
 	perSecond float64
 	p99       float64
+	cpuMs     float64
 }
 
 // referenceRun is the tight client: threads goroutines take events from a list and make
@@ -446,7 +460,7 @@ func referenceRun(c config, workers int, service time.Duration, class engine.Cla
 	close(next)
 	var errMu sync.Mutex
 	var firstErr error
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	var wg sync.WaitGroup
 	for range threads {
 		wg.Add(1)
@@ -467,6 +481,7 @@ func referenceRun(c config, workers int, service time.Duration, class engine.Cla
 		return r, fmt.Errorf("reference client: %w", firstErr)
 	}
 	r.perSecond = round2(float64(n) / time.Since(start).Seconds())
+	r.cpuMs = round2((cpuSeconds() - cpu0) * 1000 / float64(n))
 	r.p99 = p99ms(wire.records())
 	return r, nil
 }
@@ -501,7 +516,7 @@ func runSlowdown(c config) error {
 	fmt.Printf("%5s %6s %6s %9s %9s %9s %7s\n", "t", "scale", "limit", "events/s", "p50 ms", "p99 ms", "errors")
 	prevDone, prevRecs, prevScale := 0, 0, 1.0
 	var out strings.Builder
-	_, err := curatorRun(c, workers, service, engine.ClassTagPublish, n, total,
+	_, err := curatorRun(c, capConfig{}, workers, service, engine.ClassTagPublish, n, total,
 		func(srv *misptest.Server, t time.Duration, limit, done int, recs []wireRec) {
 			// This line is about the second that just ended; the scale set now is the next one's.
 			scale := 1.0
@@ -525,4 +540,10 @@ func runSlowdown(c config) error {
 		})
 	fmt.Print(out.String())
 	return err
+}
+func curatorQPS(cc capConfig) float64 {
+	if cc.unlimited {
+		return -1
+	}
+	return 0 // the default: no rate ceiling, the adaptive limit
 }

@@ -92,12 +92,17 @@ func main() {
 	services := flag.String("service", "0s,70ms", "capacity mode: MISP service time per call, comma-separated")
 	flag.Float64Var(&cc.seconds, "seconds", 10, "capacity mode: target length of one measured run (sets the events per class)")
 	flag.IntVar(&cc.maxEvent, "max-events", 2000, "capacity mode: events per class and run at most (and for 0 ms)")
+	flag.BoolVar(&cc.unlimited, "unlimited-curator", false, "capacity mode: run the curator with no client-side limit (to measure the adaptive limit itself)")
+	classes := flag.String("classes", "", "capacity mode: only these classes, comma-separated (default all)")
 	flag.BoolVar(&cc.slowdown, "slowdown", true, "capacity mode: also run the mid-run slowdown table")
 	flag.Parse()
 	if c.mode == "capacity" {
 		var err error
 		if cc.workers, err = parseList(*workers, strconv.Atoi); err == nil {
 			cc.services, err = parseList(*services, time.ParseDuration)
+		}
+		if err == nil && *classes != "" {
+			cc.classes, err = parseList(*classes, func(s string) (engine.Class, error) { return engine.Class(s), nil })
 		}
 		if err == nil {
 			err = runCapacity(c, cc)
