@@ -23,6 +23,12 @@
 // equal those the engine counted (calls_consistent).
 //
 //	go run ./hack/bench -events 10000 -latency 0 -concurrency 8
+//
+// -mode capacity measures something else: the deployed curator (default options, the
+// adaptive client limit) against a tight reference client on capacity-limited doubles,
+// per event class and MISP size, and prints a table (capacity.go).
+//
+//	go run ./hack/bench -mode capacity -workers 1,2,8 -service 0s,70ms
 package main
 
 import (
