@@ -318,3 +318,34 @@ func TestClientLimitFollowsOverloadAnswers(t *testing.T) {
 		t.Errorf("limit %d, gauge %v after three 503 windows, want 4 (16·0.7³, floored)", got, gauge())
 	}
 }
+
+func TestClassifyAttempt(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	answer := func(st int) attemptResult { return attemptResult{resp: &response{status: st}} }
+	tests := []struct {
+		name string
+		ctx  context.Context
+		res  attemptResult
+		want outcome
+	}{
+		{"200 is a round trip", context.Background(), answer(200), outcomeOK},
+		{"404 is a round trip (MISP worked it out)", context.Background(), answer(404), outcomeOK},
+		{"403 saved:false is a round trip", context.Background(), answer(403), outcomeOK},
+		{"an oversized answer is a round trip", context.Background(), answer(-200), outcomeOK},
+		{"429 is overload", context.Background(), answer(429), outcomeOverload},
+		{"500 is overload", context.Background(), answer(500), outcomeOverload},
+		{"503 from nginx is overload", context.Background(), answer(503), outcomeOverload},
+		{"504 is overload", context.Background(), answer(504), outcomeOverload},
+		{"a timeout or refused connection is overload", context.Background(), attemptResult{err: errors.New("dial tcp: connection refused")}, outcomeOverload},
+		{"a request that cannot be built says nothing", context.Background(), attemptResult{err: permanentError{errors.New("bad")}}, outcomeIgnore},
+		{"a canceled caller says nothing", canceled, answer(503), outcomeIgnore},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classifyAttempt(tt.ctx, tt.res); got != tt.want {
+				t.Errorf("classifyAttempt = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
