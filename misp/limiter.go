@@ -87,6 +87,8 @@ type inflightLimiter struct {
 	probeFrom time.Time // requests sent from then on count in the probe window
 	saved     float64   // the limit before the probe
 	nextProbe time.Time
+	lastProbe time.Time // when the last probe ended
+	overBeta  bool      // the last window's queue was over beta
 
 	win window
 }
@@ -215,11 +217,16 @@ func (l *inflightLimiter) updateLocked(now time.Time) {
 	case l.probing:
 		l.probing, l.limit = false, l.saved
 		l.base = w.sum / time.Duration(w.n)
-		l.nextProbe = now.Add(limiterProbeEvery)
+		l.nextProbe, l.lastProbe = now.Add(limiterProbeEvery), now
 	default:
 		r := w.sum / time.Duration(w.n)
 		l.lastRTT = r
 		if l.base == 0 || r < l.base {
+			if r < l.base*4/5 {
+				// MISP got faster: this window may still hold some of our queue, so
+				// measure the new base properly soon.
+				l.probeSoonLocked(now)
+			}
 			l.base = r
 		}
 		inflight := float64(w.inflightSum) / float64(w.n)
@@ -234,13 +241,19 @@ func (l *inflightLimiter) updateLocked(now time.Time) {
 			}
 		case queue > limiterBeta:
 			l.endSlowStartLocked(now)
-			l.limit -= max(1, math.Floor((queue-limiterBeta)/2))
-			if soon := now.Add(limiterProbeSoon); soon.Before(l.nextProbe) {
-				l.nextProbe = soon
+			if r > 2*l.base && !l.overBeta && now.Sub(l.lastProbe) >= limiterProbeSoon {
+				// The round trip suddenly doubled at least: MISP got slower, or something
+				// else loads it. Probe now, keeping the limit: cutting it against a stale
+				// base would starve a slower MISP for many windows.
+				l.nextProbe, l.overBeta = now, true
+				break
 			}
+			l.limit -= max(1, math.Floor((queue-limiterBeta)/2))
+			l.probeSoonLocked(now)
 		case queue >= limiterAlpha:
 			l.endSlowStartLocked(now)
 		}
+		l.overBeta = queue > limiterBeta
 		l.limit = min(max(l.limit, l.min), l.max)
 		if !l.slowStart && !now.Before(l.nextProbe) && l.limit > l.min {
 			l.probing, l.saved = true, l.limit
@@ -253,6 +266,13 @@ func (l *inflightLimiter) updateLocked(now time.Time) {
 			l.onChange(n)
 		}
 		l.grantLocked()
+	}
+}
+
+// probeSoonLocked brings the next probe forward to limiterProbeSoon from now at most.
+func (l *inflightLimiter) probeSoonLocked(now time.Time) {
+	if soon := now.Add(limiterProbeSoon); soon.Before(l.nextProbe) {
+		l.nextProbe = soon
 	}
 }
 
