@@ -46,7 +46,7 @@ type Options struct {
 	QPS                float64           // a ceiling on requests per second; 0 → none (the adaptive limit alone); <0 → no client-side limit at all (tests)
 	Burst              int               // of the QPS ceiling; 0 → 20
 	MaxInFlight        int               // ceiling of the adaptive concurrency limit (limiter.go); 0 → 64; <0 → no limit at all
-	InitialInFlight    int               // where the adaptive limit starts; 0 → 2
+	InitialInFlight    int               // where the adaptive limit starts; 0 → 1
 	Instance           string            // names the client in the concurrency-limit gauge ("namespace/name")
 	MaxRetries         int               // retries for network errors, 5xx, 429; 0 → 4; <0 → none
 	RetryBaseDelay     time.Duration     // 0 → 500ms (capped exponential + full jitter)

@@ -14,8 +14,10 @@ const (
 	// capacity of any MISP we know of, so the cap only stops a runaway.
 	DefaultMaxInFlight = 64
 	// DefaultInitialInFlight is where the limit starts; slow start doubles it per window
-	// until MISP shows queueing (design.md "Throughput": 2–4 already saturate a small MISP).
-	DefaultInitialInFlight = 2
+	// until MISP shows queueing. One request alone measures MISP's unloaded round trip,
+	// the base the queue estimate needs (starting at 2 on a one-worker MISP would take a
+	// queued round trip for the base and overshoot).
+	DefaultInitialInFlight = 1
 )
 
 // The controller's constants (measured with hack/bench -mode capacity; see its README
@@ -88,7 +90,6 @@ type inflightLimiter struct {
 	saved     float64   // the limit before the probe
 	nextProbe time.Time
 	lastProbe time.Time // when the last probe ended
-	overBeta  bool      // the last window's queue was over beta
 
 	win window
 }
@@ -241,11 +242,12 @@ func (l *inflightLimiter) updateLocked(now time.Time) {
 			}
 		case queue > limiterBeta:
 			l.endSlowStartLocked(now)
-			if r > 2*l.base && !l.overBeta && now.Sub(l.lastProbe) >= limiterProbeSoon {
-				// The round trip suddenly doubled at least: MISP got slower, or something
-				// else loads it. Probe now, keeping the limit: cutting it against a stale
-				// base would starve a slower MISP for many windows.
-				l.nextProbe, l.overBeta = now, true
+			if r > 2*l.base && now.Sub(l.lastProbe) >= limiterProbeSoon {
+				// The round trip doubled at least: our queue is that deep, or MISP got
+				// slower. Probe before cutting, keeping the limit: cutting against a stale
+				// base would starve a slower MISP for many windows. A probe that finds the
+				// base unchanged lets the next windows cut as usual.
+				l.nextProbe = now
 				break
 			}
 			l.limit -= max(1, math.Floor((queue-limiterBeta)/2))
@@ -253,7 +255,6 @@ func (l *inflightLimiter) updateLocked(now time.Time) {
 		case queue >= limiterAlpha:
 			l.endSlowStartLocked(now)
 		}
-		l.overBeta = queue > limiterBeta
 		l.limit = min(max(l.limit, l.min), l.max)
 		if !l.slowStart && !now.Before(l.nextProbe) && l.limit > l.min {
 			l.probing, l.saved = true, l.limit
