@@ -89,6 +89,13 @@ func runCapacity(c config, cc capConfig) error {
 	bad := 0
 	for _, w := range cc.workers {
 		for _, s := range cc.services {
+			w := w
+			if s == calibrated {
+				if w != cc.workers[0] {
+					continue // one MISP, whatever the worker list
+				}
+				w = 2 // CalibratedCapacity's php-fpm pool
+			}
 			classes := cc.classes
 			if classes == nil {
 				classes = capClasses
@@ -109,7 +116,7 @@ func runCapacity(c config, cc capConfig) error {
 				if row.Reference > 0 {
 					ref, thr, ratio = fmt.Sprintf("%.1f", row.Reference), fmt.Sprint(row.RefThreads), fmt.Sprintf("%.2f", row.Ratio)
 				}
-				fmt.Printf("%-7d %-8s %-17s %6d %10.1f %10s %4s %6s %6.2f %8.1f %8.1f %8.1f %5d %4.2f/%4.2f %d/%d%s\n", w, s, class, row.Events,
+				fmt.Printf("%-7d %-8s %-17s %6d %10.1f %10s %4s %6s %6.2f %8.1f %8.1f %8.1f %5d %4.2f/%4.2f %d/%d%s\n", w, serviceLabel(s), class, row.Events,
 					row.Curator, ref, thr, ratio, row.CuratorCalls, row.CuratorP99, row.RefP99Best, row.RefP99Same, row.Limit,
 					row.CuratorCPU, row.RefCPU, row.Failed, row.WrongState, flag)
 			}
@@ -126,8 +133,20 @@ func runCapacity(c config, cc capConfig) error {
 	return nil
 }
 
+// calibrated, given as a service time ("-service real"), is misptest.CalibratedCapacity: the
+// measured MISP 2.5.1 on 2 cores (per-route service times, publish jobs sharing the CPU),
+// whatever -workers says.
+const calibrated time.Duration = -1
+
+// calibratedCallsPerS is what CalibratedCapacity serves of the curation mix (2–8 threads).
+const calibratedCallsPerS = 15.0
+
 // capDouble is a fresh capacity-limited double for one run.
 func capDouble(workers int, service time.Duration) *misptest.Server {
+	if service == calibrated {
+		capa := misptest.CalibratedCapacity()
+		return misptest.NewServer(misptest.Options{BackgroundJobs: true, Capacity: &capa})
+	}
 	return misptest.NewServer(misptest.Options{BackgroundJobs: true, Capacity: &misptest.Capacity{
 		Workers: workers, Cores: workers + 1, // jobs get their own core: the size is the workers'
 		DefaultService: service, Jitter: 0.2, JobWorkers: 1, JobService: service,
@@ -171,6 +190,8 @@ func eventsFor(cc capConfig, workers int, service time.Duration, class engine.Cl
 	n := cc.maxEvent
 	if k := callsPerEvent[class]; k > 0 && service > 0 {
 		n = int(cc.seconds * float64(workers) / service.Seconds() / float64(k))
+	} else if k > 0 && service == calibrated {
+		n = int(cc.seconds * calibratedCallsPerS / float64(k))
 	}
 	return min(max(n, 4*workers, 10), cc.maxEvent)
 }
@@ -546,4 +567,18 @@ func curatorQPS(cc capConfig) float64 {
 		return -1
 	}
 	return 0 // the default: no rate ceiling, the adaptive limit
+}
+
+func serviceLabel(s time.Duration) string {
+	if s == calibrated {
+		return "real"
+	}
+	return s.String()
+}
+
+func parseService(s string) (time.Duration, error) {
+	if s == "real" {
+		return calibrated, nil
+	}
+	return time.ParseDuration(s)
 }

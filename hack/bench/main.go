@@ -95,7 +95,7 @@ func main() {
 	flag.StringVar(&c.mode, "mode", "engine", "engine: the curation engine alone, unlimited, one JSON line; capacity: the deployed curator against a tight reference client on capacity-limited MISPs (capacity.go)")
 	var cc capConfig
 	workers := flag.String("workers", "1,2,8", "capacity mode: MISP request workers, comma-separated")
-	services := flag.String("service", "0s,70ms", "capacity mode: MISP service time per call, comma-separated")
+	services := flag.String("service", "0s,70ms,real", "capacity mode: MISP service time per call, comma-separated; real: misptest.CalibratedCapacity (2 workers, the measured MISP 2.5.1)")
 	flag.Float64Var(&cc.seconds, "seconds", 10, "capacity mode: target length of one measured run (sets the events per class)")
 	flag.IntVar(&cc.maxEvent, "max-events", 2000, "capacity mode: events per class and run at most (and for 0 ms)")
 	flag.BoolVar(&cc.unlimited, "unlimited-curator", false, "capacity mode: run the curator with no client-side limit (to measure the adaptive limit itself)")
@@ -105,7 +105,7 @@ func main() {
 	if c.mode == "capacity" {
 		var err error
 		if cc.workers, err = parseList(*workers, strconv.Atoi); err == nil {
-			cc.services, err = parseList(*services, time.ParseDuration)
+			cc.services, err = parseList(*services, parseService)
 		}
 		if err == nil && *classes != "" {
 			cc.classes, err = parseList(*classes, func(s string) (engine.Class, error) { return engine.Class(s), nil })
