@@ -24,7 +24,6 @@ import (
 // Defaults applied by New for zero Options fields.
 const (
 	DefaultTimeout        = 30 * time.Second
-	DefaultQPS            = 10
 	DefaultBurst          = 20
 	DefaultMaxRetries     = 4
 	DefaultRetryBaseDelay = 500 * time.Millisecond
@@ -44,14 +43,16 @@ type Options struct {
 	CABundle           []byte            // optional PEM, added to the system roots
 	InsecureSkipVerify bool              // only when asked; logged once at New
 	Timeout            time.Duration     // per HTTP attempt; 0 → 30s; <0 → none (the caller's ctx only)
-	QPS                float64           // client-side rate limit; 0 → 10; <0 → unlimited
-	Burst              int               // 0 → 20
+	QPS                float64           // a ceiling on requests per second; 0 → none (the adaptive limit alone); <0 → no client-side limit at all (tests)
+	Burst              int               // of the QPS ceiling; 0 → 20
+	MaxInFlight        int               // ceiling of the adaptive concurrency limit (limiter.go); 0 → 64; <0 → no limit at all
+	InitialInFlight    int               // where the adaptive limit starts; 0 → 1
 	MaxRetries         int               // retries for network errors, 5xx, 429; 0 → 4; <0 → none
 	RetryBaseDelay     time.Duration     // 0 → 500ms (capped exponential + full jitter)
 	RetryMaxDelay      time.Duration     // 0 → 30s; also the longest Retry-After the client waits for
 	UserAgent          string            // "" → "misp-trust-operator/dev"
 	Metrics            *Metrics          // optional; NewMetrics(reg)
-	Instance           string            // the MISPInstance ("namespace/name") in metrics; "" when there is none
+	Instance           string            // the MISPInstance ("namespace/name") in metrics and the concurrency-limit gauge; "" when there is none
 	Logger             logr.Logger       // optional
 	Transport          http.RoundTripper // optional (tests); when set, CABundle and InsecureSkipVerify are not applied
 }
@@ -64,6 +65,7 @@ type Client struct {
 	userAgent  string
 	hc         *http.Client
 	limiter    *rate.Limiter
+	inflight   *inflightLimiter // nil: no concurrency limit
 	timeout    time.Duration
 	maxRetries int
 	baseDelay  time.Duration
@@ -135,17 +137,24 @@ func New(opts Options) (*Client, error) {
 	if c.maxDelay < c.baseDelay {
 		c.maxDelay = c.baseDelay
 	}
-	qps, burst := opts.QPS, opts.Burst
-	if qps == 0 {
-		qps = DefaultQPS
-	}
+	burst := opts.Burst
 	if burst <= 0 {
 		burst = DefaultBurst
 	}
-	if qps < 0 {
+	if opts.QPS <= 0 {
 		c.limiter = rate.NewLimiter(rate.Inf, burst)
 	} else {
-		c.limiter = rate.NewLimiter(rate.Limit(qps), burst)
+		c.limiter = rate.NewLimiter(rate.Limit(opts.QPS), burst)
+	}
+	if opts.MaxInFlight >= 0 && opts.QPS >= 0 {
+		maxInFlight, initial := opts.MaxInFlight, opts.InitialInFlight
+		if maxInFlight == 0 {
+			maxInFlight = DefaultMaxInFlight
+		}
+		if initial <= 0 {
+			initial = DefaultInitialInFlight
+		}
+		c.inflight = newInflightLimiter(initial, maxInFlight, time.Now, c.metrics.limitGauge(opts.Instance))
 	}
 
 	transport := opts.Transport
@@ -263,7 +272,10 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if err := c.limiter.Wait(ctx); err != nil {
 			return nil, notSentError{fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", c.opName(req), req.method, req.route, err)}
 		}
-		res := c.attempt(ctx, req, payload)
+		res, err := c.limitedAttempt(ctx, req, payload)
+		if err != nil {
+			return nil, fmt.Errorf("misp: %s: %s %s: waiting for the client-side concurrency limit: %w", c.opName(req), req.method, req.route, err)
+		}
 		if res.resp != nil {
 			res.resp.attempts = attempt + 1
 		}

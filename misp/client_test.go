@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/time/rate"
 )
 
 // logSink captures every log line (all verbosity levels).
@@ -91,12 +92,23 @@ func TestNewValidatesOptions(t *testing.T) {
 		}
 		if c.base != "https://misp.example/prefix" || c.key != testKey || c.timeout != DefaultTimeout || c.maxRetries != DefaultMaxRetries ||
 			c.baseDelay != DefaultRetryBaseDelay || c.maxDelay != DefaultRetryMaxDelay || c.userAgent != DefaultUserAgent ||
-			c.limiter.Limit() != DefaultQPS || c.limiter.Burst() != DefaultBurst {
+			c.limiter.Limit() != rate.Inf || c.limiter.Burst() != DefaultBurst ||
+			c.inflight == nil || c.inflight.Limit() != DefaultInitialInFlight || c.inflight.max != DefaultMaxInFlight {
 			t.Errorf("defaults not applied: %+v", c)
 		}
-		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, MaxRetries: -1})
+		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, MaxRetries: -1, MaxInFlight: -1, QPS: 5})
 		if c.maxRetries != 0 {
 			t.Errorf("MaxRetries<0 gives %d retries", c.maxRetries)
+		}
+		if c.inflight != nil {
+			t.Error("MaxInFlight<0 still limits the requests in flight")
+		}
+		if c.limiter.Limit() != 5 {
+			t.Errorf("QPS 5 gives a rate ceiling of %v", c.limiter.Limit())
+		}
+		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, QPS: -1})
+		if c.inflight != nil || c.limiter.Limit() != rate.Inf {
+			t.Error("QPS<0 still limits the client")
 		}
 	})
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
+	limit    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered). Several
@@ -40,11 +41,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "misptrust_misp_retries_total",
 			Help: "MISP REST API attempts repeated after a network error, a 5xx or a 429, by route template.",
 		}, []string{"instance", "endpoint"}),
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "misptrust_misp_concurrency_limit",
+			Help: "Requests the client lets be in flight to MISP at once: the adaptive limit, which follows MISP's capacity (one per MISPInstance and component).",
+		}, []string{"instance"}),
 	}
 	if reg != nil {
 		m.requests = promutil.RegisterOrReuse(reg, m.requests)
 		m.latency = promutil.RegisterOrReuse(reg, m.latency)
 		m.retries = promutil.RegisterOrReuse(reg, m.retries)
+		m.limit = promutil.RegisterOrReuse(reg, m.limit)
 	}
 	return m
 }
@@ -79,4 +85,14 @@ func (m *Metrics) Forget(instance string) {
 	m.requests.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
 	m.retries.DeletePartialMatch(l)
+	m.limit.DeletePartialMatch(l)
+}
+
+// limitGauge returns the setter of one client's concurrency-limit gauge; nil records nothing.
+func (m *Metrics) limitGauge(instance string) func(int) {
+	if m == nil {
+		return nil
+	}
+	g := m.limit.WithLabelValues(instance)
+	return func(n int) { g.Set(float64(n)) }
 }

@@ -31,9 +31,10 @@ func SecretRefs(inst *v1alpha1.MISPInstance) (apiKey v1alpha1.SecretKeyReference
 }
 
 // ClientOptions applies what the instance's spec says about reaching MISP
-// (URL, certificate verification, rate limit, timeout) to the process-wide
-// template, and names the instance ("namespace/name") in the client's
-// metrics. The API key and CA bundle come from Secrets; the caller sets them.
+// (URL, certificate verification, rate ceiling, timeout) to the process-wide
+// template, and names the client after the instance ("namespace/name": its
+// metrics' instance label, its concurrency-limit gauge). The API key and CA
+// bundle come from Secrets; the caller sets them.
 func ClientOptions(template misp.Options, inst *v1alpha1.MISPInstance) misp.Options {
 	o := template
 	o.URL = inst.Spec.URL

@@ -11,7 +11,7 @@ import (
 )
 
 func TestInstanceDefaults(t *testing.T) {
-	template := misp.Options{QPS: 10, Timeout: 30 * time.Second, UserAgent: "ua"}
+	template := misp.Options{Timeout: 30 * time.Second, UserAgent: "ua"}
 	cases := []struct {
 		name    string
 		spec    v1alpha1.MISPInstanceSpec
@@ -19,10 +19,10 @@ func TestInstanceDefaults(t *testing.T) {
 		wantCA  *v1alpha1.SecretKeyReference
 		wantOpt misp.Options
 	}{
-		{"only the required fields: default key, no CA, the template's limits",
+		{"only the required fields: default key, no CA, no rate ceiling (the adaptive limit alone)",
 			v1alpha1.MISPInstanceSpec{URL: "https://misp", APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "k"}},
 			v1alpha1.SecretKeyReference{Name: "k", Key: "apiKey"}, nil,
-			misp.Options{URL: "https://misp", QPS: 10, Timeout: 30 * time.Second, UserAgent: "ua", Instance: "sec/misp-prod"}},
+			misp.Options{URL: "https://misp", Timeout: 30 * time.Second, UserAgent: "ua", Instance: "sec/misp-prod"}},
 		{"every field: explicit keys, CA with default key, skip-verify, rate and timeout",
 			v1alpha1.MISPInstanceSpec{URL: "https://m2", APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "k", Key: "key"},
 				TLS: &v1alpha1.TLSSpec{CASecretRef: &v1alpha1.SecretKeyReference{Name: "ca"}, InsecureSkipVerify: true},

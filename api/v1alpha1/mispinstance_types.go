@@ -69,7 +69,12 @@ type ZeroMQSpec struct {
 
 // APISpec limits the operator's use of the MISP REST API.
 type APISpec struct {
-	// RequestsPerSecond is the client-side rate limit per component (default 10).
+	// RequestsPerSecond caps the requests per second of each component. Without
+	// it the client adapts by itself: it keeps as many requests in flight as
+	// MISP serves without queueing them (an adaptive limit that backs off when
+	// MISP's latency rises or it answers 429/5xx; gauge
+	// misptrust_misp_concurrency_limit), so set it only to leave MISP capacity
+	// for others.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
@@ -86,8 +91,9 @@ type CurationSpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
-	// Concurrency is the number of events curated in parallel (default 4; a
-	// real MISP saturates around 30 API calls per second).
+	// Concurrency is the number of events curated in parallel (default 16).
+	// MISP's load is set by the client's adaptive limit on requests in flight,
+	// not by this: raise it only for a MISP with more than ~12 request workers.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=64

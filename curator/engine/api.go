@@ -149,8 +149,10 @@ type Options struct {
 	// to the sharing organisation's UUID from an in-memory table (curator/sources). Used
 	// only while a policy has sharingOrganisations; nil: events match by creator only.
 	Sharers Sharers
-	// Concurrency is the number of events curated in parallel; default 4 (a real MISP
-	// saturates around 30 calls/s, design.md "Scale").
+	// Concurrency is the number of events curated in parallel; default 16. It is not
+	// what protects MISP: the client's adaptive concurrency limit (misp/limiter.go) decides
+	// how many calls are in flight, and a curation waits there for its turn. 16 leaves that
+	// limit room to use a MISP of up to ~12 request workers (hack/bench -mode capacity).
 	Concurrency int
 	// PushDebounce is how long a locked add|edit row message waits for the rest of its
 	// event (tags and attributes are saved after the row) when no *_from_connected_server

@@ -11,7 +11,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultConcurrency        = 4
+	DefaultConcurrency        = 16
 	DefaultPushDebounce       = 5 * time.Second
 	DefaultCoalesceWindow     = time.Second
 	DefaultConfirmAfter       = 30 * time.Second

@@ -66,6 +66,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case answered:
 	case after != nil:
 		s.serveThenFail(c, w, rt, *after)
+	case s.capacity != nil:
+		// A worker of the capacity model serves it, after its place in MISP's queue.
+		s.capacity.serve(c, rt.route, func() { s.serveMISP(c, rt) })
 	default:
 		s.serveMISP(c, rt)
 	}

@@ -87,9 +87,17 @@ func (s *Server) queuePublishLocked(ev *eventRec, action string) {
 	q.mu.Lock()
 	j := &jobRec{PublishJob: PublishJob{ID: len(q.all) + 1, EventUUID: ev.uuid, Action: action,
 		Queued: s.now(), Status: JobWaiting}, eventID: ev.id, due: time.Now().Add(s.opts.JobDelay)}
-	q.queue = append(q.queue, j)
 	q.all = append(q.all, j)
+	if s.capacity == nil {
+		q.queue = append(q.queue, j)
+	}
 	q.mu.Unlock()
+	if s.capacity != nil {
+		// The capacity model's job workers run it, in order, sharing MISP's cores
+		// (capacity.go); job faults apply, stopped workers and flushes do not.
+		s.capacity.enqueueJob(func() { s.finishJob(j) })
+		return
+	}
 	q.poke()
 }
 
@@ -132,21 +140,30 @@ func (s *Server) runJobs() {
 			continue
 		}
 		q.queue = q.queue[1:]
-		status := JobCompleted
-		switch r := q.rng.Float64(); {
-		case r < q.faults.VanishRate:
-			status = JobVanished
-		case r < q.faults.VanishRate+q.faults.FailRate:
-			status = JobFailed
-		}
 		q.mu.Unlock()
-		if status == JobCompleted {
-			status = s.runPublishJob(head.eventID)
-		}
-		q.mu.Lock()
-		head.Status, head.Done = status, s.now()
-		q.mu.Unlock()
+		s.finishJob(head)
 	}
+}
+
+// finishJob is a worker taking one job: it fails or vanishes as JobFaults say, else it
+// publishes the event; the outcome is recorded for PublishJobs.
+func (s *Server) finishJob(j *jobRec) {
+	q := &s.jobq
+	q.mu.Lock()
+	status := JobCompleted
+	switch r := q.rng.Float64(); {
+	case r < q.faults.VanishRate:
+		status = JobVanished
+	case r < q.faults.VanishRate+q.faults.FailRate:
+		status = JobFailed
+	}
+	q.mu.Unlock()
+	if status == JobCompleted {
+		status = s.runPublishJob(j.eventID)
+	}
+	q.mu.Lock()
+	j.Status, j.Done = status, s.now()
+	q.mu.Unlock()
 }
 
 // runPublishJob is the worker's EventShell::publish: Event::publish() on the event as it is

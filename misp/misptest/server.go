@@ -34,6 +34,9 @@ type Options struct {
 	// JobDelay is how long a queued publish waits for its "worker"; default 300ms (the real
 	// worker took ~330ms in sync/api/63).
 	JobDelay time.Duration
+	// Capacity serves requests with a finite worker pool, service times and a background
+	// job queue (capacity.go); nil: every call is answered at once (unit tests).
+	Capacity *Capacity
 	// Logf receives one line per notable event (unmodelled endpoints, skipped pulls). Never
 	// given secrets.
 	Logf func(format string, args ...any)
@@ -130,7 +133,9 @@ type Server struct {
 	adminMu sync.RWMutex
 	admin   http.Handler
 
-	jobq    jobQueue // background jobs (jobs.go)
+	jobq     jobQueue  // background jobs (jobs.go)
+	capacity *capacity // nil: unlimited
+
 	jobs    sync.WaitGroup
 	closing chan struct{}
 	closed  sync.Once
@@ -184,6 +189,9 @@ func Start(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.rng = rand.New(rand.NewPCG(opts.Seed, 0x6d697370))
+	if opts.Capacity != nil {
+		s.capacity = newCapacity(*opts.Capacity, opts.Seed, s.closing, &s.jobs)
+	}
 	s.seedState()
 	s.jobq.init(opts.Seed)
 
