@@ -262,8 +262,8 @@ func TestNamespaceScopedInstall(t *testing.T) {
 	}
 }
 
-// The chart grants each component exactly what config/rbac grants it (the
-// controller's ClusterRole there is generated from its RBAC markers): no less,
+// The chart grants each component exactly what config/rbac grants it (both
+// ClusterRoles there are generated from the components' RBAC markers): no less,
 // or the component fails at run time; no more, or it is not least privilege.
 func TestRBACMatchesConfig(t *testing.T) {
 	objs := render(t)
@@ -316,6 +316,7 @@ func TestOptionalObjects(t *testing.T) {
 		"CustomResourceDefinition": 2, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
 		"Role": 2, "RoleBinding": 2, "Service": 2, "Deployment": 2, "PodDisruptionBudget": 2,
 		"ServiceMonitor": 1, "NetworkPolicy": 2, "MISPInstance": 1, "OrgTrustPolicy": 2,
+		"PrometheusRule": 1, "ConfigMap": 1,
 	}
 	if got := full.kinds(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("full render kinds = %v, want %v", got, want)

@@ -35,7 +35,8 @@ var (
 	helmBin    string
 	kubectlBin string
 	// shared is an apiserver with the misptrust.io CRDs (from config/crd/bases)
-	// and the ServiceMonitor test CRD installed, for the dry-run checks.
+	// and the ServiceMonitor and PrometheusRule test CRDs installed, for the
+	// dry-run checks.
 	shared *cluster
 )
 

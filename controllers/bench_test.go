@@ -37,7 +37,7 @@ func desiredFromConfigMap(b *testing.B, p *v1alpha1.OrgTrustPolicy, data string)
 			won = append(won, o)
 		}
 	}
-	return buildDesiredList(p, listOwner{Policy: trust.Key(p)}, won)
+	return buildDesiredList(p, listOwner{Policy: trust.Key(p)}, won, nil)
 }
 
 // BenchmarkReconcile10kOrgs measures a 10,000-organisation policy: building

@@ -133,11 +133,12 @@ func (m *mispClients) Get(ctx context.Context, inst *v1alpha1.MISPInstance) (*mi
 	return c, nil
 }
 
-// Forget drops the client of a deleted instance.
+// Forget drops the client of a deleted instance and its MISP metrics series.
 func (m *mispClients) Forget(name types.NamespacedName) {
 	m.mu.Lock()
 	delete(m.entries, name)
 	m.mu.Unlock()
+	m.template.Metrics.Forget(name.String())
 }
 
 // secretNames are the Secrets an instance reads (the index of the Secret watch).

@@ -348,6 +348,14 @@ func (h *harness) waitEvent(objName, reason, substr string) eventsv1.Event {
 // counter reads a counter of the harness' registry.
 func (h *harness) counter(name string, labels map[string]string) float64 {
 	h.t.Helper()
+	v, _ := h.metric(name, labels)
+	return v
+}
+
+// metric is the value of the first counter or gauge series of name whose labels
+// include labels; false when there is none.
+func (h *harness) metric(name string, labels map[string]string) (float64, bool) {
+	h.t.Helper()
 	families, err := h.reg.Gather()
 	if err != nil {
 		h.t.Fatalf("gather metrics: %v", err)
@@ -358,15 +366,25 @@ func (h *harness) counter(name string, labels map[string]string) float64 {
 		}
 	metric:
 		for _, m := range f.GetMetric() {
+			seen := 0
 			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metric
+				if v, ok := labels[lp.GetName()]; ok {
+					if v != lp.GetValue() {
+						continue metric
+					}
+					seen++
 				}
 			}
-			return m.GetCounter().GetValue()
+			if seen != len(labels) {
+				continue
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue(), true
+			}
+			return m.GetCounter().GetValue(), true
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // wlCalls is the number of requests the double received per warninglist route.

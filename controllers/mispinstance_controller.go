@@ -33,6 +33,7 @@ type MISPInstanceReconciler struct {
 	client  client.Client
 	clients *mispClients
 	backoff *instanceBackoff
+	metrics *metrics
 	opts    Options
 }
 
@@ -61,12 +62,14 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.client.Get(ctx, req.NamespacedName, &inst); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.clients.Forget(req.NamespacedName)
+			r.metrics.forgetInstance(req.String())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get MISPInstance %s: %w", req.NamespacedName, err)
 	}
 	if !inst.DeletionTimestamp.IsZero() {
 		r.clients.Forget(req.NamespacedName)
+		r.metrics.forgetInstance(req.String())
 		return ctrl.Result{}, nil
 	}
 
@@ -102,6 +105,7 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	conds, changed := mergeConditions(inst.Status.Conditions, ck.Conditions, inst.Generation, metav1.NewTime(r.opts.Clock.Now()))
 	st.Conditions = conds
+	r.metrics.setReady(req.String(), meta.IsStatusConditionTrue(conds, v1alpha1.ConditionReady))
 	if changed || inst.Status.ObservedGeneration != st.ObservedGeneration || inst.Status.MISPVersion != st.MISPVersion ||
 		!identityEqual(inst.Status.Identity, st.Identity) {
 		if err := applyStatus(ctx, r.client, "MISPInstance", &inst, &st); err != nil {
@@ -119,6 +123,9 @@ func (r *MISPInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	r.backoff.ok(req.NamespacedName)
 	return ctrl.Result{RequeueAfter: jittered(r.opts.ResyncInterval)}, nil
 }
+
+// instanceKey is how metrics and the curator name a MISPInstance.
+func instanceKey(inst *v1alpha1.MISPInstance) string { return inst.Namespace + "/" + inst.Name }
 
 func identityEqual(a, b *v1alpha1.MISPIdentity) bool {
 	if a == nil || b == nil {

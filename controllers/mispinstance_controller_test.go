@@ -98,6 +98,13 @@ func TestInstanceConditionsSayWhatTheKeyCanDo(t *testing.T) {
 				}
 				return nil
 			})
+			wantReady := 0.0
+			if c.want[v1alpha1.ConditionReady].status == metav1.ConditionTrue {
+				wantReady = 1
+			}
+			if v, ok := h.metric("misptrust_mispinstance_ready", map[string]string{"instance": h.ns + "/" + inst}); !ok || v != wantReady {
+				t.Errorf("misptrust_mispinstance_ready = %v (exported: %v), want %v", v, ok, wantReady)
+			}
 			for _, typ := range instanceConditionTypes {
 				if cd := condition(got.Status.Conditions, typ); cd.Message == "" || !strings.HasSuffix(cd.Message, ".") {
 					t.Errorf("%s message %q is not a sentence", typ, cd.Message)

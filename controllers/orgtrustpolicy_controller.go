@@ -68,6 +68,7 @@ func (r *OrgTrustPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			r.mem.forget(req.NamespacedName)
 			r.precedence.forgetPolicy(req.NamespacedName)
 			r.claims.release(req.String())
+			r.metrics.forgetPolicy(req.String())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get OrgTrustPolicy %s: %w", req.NamespacedName, err)
@@ -112,7 +113,7 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 	}
 	b.setCuration(inst)
 	owner := ownerOf(p, inst)
-	want := buildDesiredList(p, owner, res.Won)
+	want := buildDesiredList(p, owner, res.Won, res.WonSharers)
 	self := trust.Key(p)
 	switch {
 	case res.NameOwner != "":
@@ -155,9 +156,10 @@ func (r *OrgTrustPolicyReconciler) syncWarninglist(ctx context.Context, p *v1alp
 	}
 	s := &syncer{
 		api: api, mem: r.mem, metrics: r.metrics, name: client.ObjectKeyFromObject(p), uid: p.UID,
-		instance: string(inst.UID) + "|" + inst.Spec.URL, owner: owner, foreign: r.foreignOwner,
+		instance: string(inst.UID) + "|" + inst.Spec.URL, metricsInstance: instanceKey(inst), owner: owner, foreign: r.foreignOwner,
 		now: r.opts.Clock.Now(), interval: r.opts.ResyncInterval,
 	}
+	r.metrics.initPolicy(s.metricsInstance, s.name.String())
 	// The MISP calls of a reconcile have a deadline: a MISP that stops answering
 	// holds a worker for at most this long (then its instance backs off); the
 	// status is still written with the reconcile's own context.
@@ -267,7 +269,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 		r.mem.forget(key)
 		return ctrl.Result{}, nil
 	}
-	want := buildDesiredList(p, listOwner{}, nil) // its name is all that is needed
+	want := buildDesiredList(p, listOwner{}, nil, nil) // its name is all that is needed
 	release := func() (ctrl.Result, error) {
 		patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(p, Finalizer)
@@ -333,7 +335,7 @@ func (r *OrgTrustPolicyReconciler) finalize(ctx context.Context, p *v1alpha1.Org
 	}
 	r.mem.markDeleted(key, p.UID)
 	if id != "" {
-		r.metrics.writes.WithLabelValues("delete").Inc()
+		r.metrics.wrote(p.Namespace+"/"+p.Spec.InstanceRef.Name, key.String(), "delete")
 		r.recorder.Eventf(p, nil, corev1.EventTypeNormal, "WarninglistDeleted", "Delete", "Deleted warninglist %q (id %s) from MISP (deletionPolicy: Delete).", want.Name, id)
 		log.FromContext(ctx).Info("deleted warninglist", "warninglist", want.Name, "id", id)
 	}
@@ -368,7 +370,7 @@ func (r *OrgTrustPolicyReconciler) report(ctx context.Context, p *v1alpha1.OrgTr
 	}
 	if len(out.Drift) > 0 {
 		for _, k := range out.Drift {
-			r.metrics.driftRepaired.WithLabelValues(k).Inc()
+			r.metrics.repaired(p.Namespace+"/"+p.Spec.InstanceRef.Name, client.ObjectKeyFromObject(p).String(), k)
 		}
 		// The action differs per kind: the events API folds Events with the same
 		// regarding, reason and action into one series that keeps the first note.

@@ -252,6 +252,13 @@ func TestDriftInMISPIsRepaired(t *testing.T) {
 	h.waitPolicy("p", synced)
 	name := "misp-trust-operator/" + h.ns + "/p"
 	want := fmt.Sprint(entryMap(h.list(name)))
+	// Exported at 0 before the first repair, so increase() sees the first one.
+	for _, k := range driftKinds {
+		labels := map[string]string{"kind": k, "instance": h.ns + "/misp", "policy": h.ns + "/p"}
+		if v, ok := h.metric("misptrust_warninglist_drift_repaired_total", labels); !ok || v != 0 {
+			t.Errorf("drift %s before any drift = %v (exported: %v), want 0", k, v, ok)
+		}
+	}
 
 	cases := []struct {
 		kind   string
@@ -284,7 +291,8 @@ func TestDriftInMISPIsRepaired(t *testing.T) {
 			return nil
 		})
 		eventually(t, func() error {
-			if v := h.counter("misptrust_warninglist_drift_repaired_total", map[string]string{"kind": c.kind}); v != 1 {
+			labels := map[string]string{"kind": c.kind, "instance": h.ns + "/misp", "policy": h.ns + "/p"}
+			if v := h.counter("misptrust_warninglist_drift_repaired_total", labels); v != 1 {
 				return fmt.Errorf("drift metric %s = %v, want 1", c.kind, v)
 			}
 			return nil

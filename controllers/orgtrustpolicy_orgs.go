@@ -29,6 +29,12 @@ type resolution struct {
 	// all (missing, or its ConfigMap did not opt in): the list is then left as
 	// it is (see orgtrustpolicy_controller.go).
 	Unusable *trust.Problem
+	// Sharers are the policy's sharing organisations; WonSharers those whose
+	// "sharer:" entry is in its list; Overlaps the organisations that are a
+	// creator here and a sharer elsewhere (or the reverse).
+	Sharers    []trust.Sharer
+	WonSharers []trust.Sharer
+	Overlaps   []trust.Overlap
 	// NameOwner is the key of an older sibling policy that manages the same
 	// warninglist name, when there is one.
 	NameOwner string
@@ -135,7 +141,9 @@ func (pr *precedence) compute(ctx context.Context, policy, inst types.Namespaced
 		if err != nil {
 			return nil, fmt.Errorf("organisations of OrgTrustPolicy %s: %w", trust.Key(s), err)
 		}
-		res := &resolution{Orgs: len(orgs), Problems: problems}
+		sharers, sharerProblems := trust.EffectiveSharers(s)
+		problems = append(problems, sharerProblems...)
+		res := &resolution{Orgs: len(orgs), Problems: problems, Sharers: sharers}
 		for i := range problems {
 			if problems[i].Unusable() {
 				res.Unusable = &problems[i]
@@ -143,13 +151,26 @@ func (pr *precedence) compute(ctx context.Context, policy, inst types.Namespaced
 			}
 		}
 		byPolicy[trust.Key(s)] = res
-		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: orgs})
+		cands = append(cands, trust.Candidate{Key: trust.Key(s), Priority: trust.Priority(s), SourceReliability: s.Spec.SourceReliability, Orgs: orgs, Sharers: sharers})
 	}
 	pr.computed.Add(1)
 	part := trust.Partition(cands, maxListed)
-	for key, res := range byPolicy {
-		res.Won = part.Won[key]
-		res.Losses, res.LossCount = part.Losses[key], part.LossCount[key]
+	// Sharer lists are short (spec.sharingOrganisations, bounded by the CRD):
+	// the map-based rule is fine for them.
+	ss := trust.ResolveSharers(cands)
+	overlaps := trust.Overlaps(cands)
+	for _, c := range cands {
+		res := byPolicy[c.Key]
+		res.Won = part.Won[c.Key]
+		res.Losses, res.LossCount = part.Losses[c.Key], part.LossCount[c.Key]
+		// Sharer losses are reported like creator losses, within the same cap.
+		lost := ss.Losses[c.Key]
+		res.LossCount += len(lost)
+		if room := maxListed - len(res.Losses); room > 0 {
+			res.Losses = append(slices.Clip(res.Losses), lost[:min(room, len(lost))]...)
+		}
+		res.WonSharers = trust.WonSharers(ss, c)
+		res.Overlaps = overlaps[c.Key]
 	}
 	e.sig, e.byPolicy = sig, byPolicy
 	return byPolicy, nil

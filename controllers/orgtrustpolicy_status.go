@@ -19,6 +19,8 @@ const (
 	ReasonAllValid                  = "AllValid"
 	ReasonInvalidOrganisations      = "InvalidOrganisations"
 	ReasonNoConflicts               = "NoConflicts"
+	ReasonNoOverlaps                = "NoOverlaps"
+	ReasonCreatorAlsoSharer         = "CreatorAlsoSharer"
 	ReasonOrganisationsWonElsewhere = "OrganisationsWonElsewhere"
 	ReasonPermitted                 = "Permitted"
 	ReasonSyncPending               = "SyncPending"
@@ -32,6 +34,7 @@ type policyStatus struct {
 	Conditions         []metav1.Condition          `json:"conditions,omitempty"`
 	Warninglist        *v1alpha1.WarninglistStatus `json:"warninglist,omitempty"`
 	Organisations      int32                       `json:"organisations,omitempty"`
+	SharingOrgs        int32                       `json:"sharingOrganisations,omitempty"`
 	Tags               []string                    `json:"tags,omitempty"`
 }
 
@@ -41,6 +44,7 @@ type policyStatusBuilder struct {
 	st   policyStatus
 	orgs metav1.Condition // OrganisationsValid
 	conf metav1.Condition // Conflicts
+	over metav1.Condition // SourceOverlaps
 	sync metav1.Condition // Synced
 	cur  metav1.Condition // CurationPermitted
 	name metav1.Condition // NameConflict
@@ -52,6 +56,7 @@ func newPolicyStatus(p *v1alpha1.OrgTrustPolicy) *policyStatusBuilder {
 	b := &policyStatusBuilder{p: p}
 	b.st.ObservedGeneration = p.Generation
 	b.st.Organisations = p.Status.Organisations
+	b.st.SharingOrgs = p.Status.SharingOrganisations
 	b.st.Tags = trust.Tags(p)
 	if p.Status.Warninglist != nil {
 		wl := *p.Status.Warninglist
@@ -60,6 +65,7 @@ func newPolicyStatus(p *v1alpha1.OrgTrustPolicy) *policyStatusBuilder {
 	pending := "Not yet computed."
 	b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionUnknown, ReasonSyncPending, pending)
 	b.conf = cond(v1alpha1.ConditionConflicts, metav1.ConditionUnknown, ReasonSyncPending, pending)
+	b.over = cond(v1alpha1.ConditionSourceOverlaps, metav1.ConditionUnknown, ReasonSyncPending, pending)
 	b.sync = cond(v1alpha1.ConditionSynced, metav1.ConditionUnknown, ReasonSyncPending, pending)
 	b.cur = cond(v1alpha1.ConditionCurationPermitted, metav1.ConditionUnknown, ReasonSyncPending, pending)
 	b.name = cond(v1alpha1.ConditionNameConflict, metav1.ConditionFalse, ReasonNoNameConflict, "No other object claims this policy's warninglist.")
@@ -69,6 +75,18 @@ func newPolicyStatus(p *v1alpha1.OrgTrustPolicy) *policyStatusBuilder {
 // setResolution reports the organisation sources and the precedence rule.
 func (b *policyStatusBuilder) setResolution(res resolution) {
 	b.st.Organisations = int32(res.Orgs)
+	b.st.SharingOrgs = int32(len(res.Sharers))
+	if len(res.Overlaps) == 0 {
+		b.over = cond(v1alpha1.ConditionSourceOverlaps, metav1.ConditionFalse, ReasonNoOverlaps, "No organisation is both a creator and a sharer in the policies of the instance that include this one.")
+	} else {
+		items := make([]string, len(res.Overlaps))
+		for i, o := range res.Overlaps {
+			items[i] = o.String()
+		}
+		b.over = cond(v1alpha1.ConditionSourceOverlaps, metav1.ConditionTrue, ReasonCreatorAlsoSharer,
+			fmt.Sprintf("%s: a creator rule and a sharer rule both match an event the organisation shares itself; the precedence rule (priority, then grade, then name) decides: %s.",
+				plural(len(res.Overlaps), "overlap"), listCapped(items, maxListed)))
+	}
 	if len(res.Problems) == 0 {
 		b.orgs = cond(v1alpha1.ConditionOrganisationsValid, metav1.ConditionTrue, ReasonAllValid,
 			fmt.Sprintf("Every organisation source parsed: %s.", plural(res.Orgs, "organisation")))
@@ -201,11 +219,11 @@ func (b *policyStatusBuilder) ready() metav1.Condition {
 // apply writes the status when it differs from the object's; it reports
 // whether it wrote.
 func (b *policyStatusBuilder) apply(ctx context.Context, c client.Client, now metav1.Time) (bool, error) {
-	wanted := []metav1.Condition{b.ready(), b.sync, b.orgs, b.conf, b.cur, b.name}
+	wanted := []metav1.Condition{b.ready(), b.sync, b.orgs, b.conf, b.over, b.cur, b.name}
 	conds, changed := mergeConditions(b.p.Status.Conditions, wanted, b.p.Generation, now)
 	b.st.Conditions = conds
 	old := b.p.Status
-	if !changed && old.ObservedGeneration == b.st.ObservedGeneration && old.Organisations == b.st.Organisations &&
+	if !changed && old.ObservedGeneration == b.st.ObservedGeneration && old.Organisations == b.st.Organisations && old.SharingOrganisations == b.st.SharingOrgs &&
 		slices.Equal(old.Tags, b.st.Tags) && warninglistEqual(old.Warninglist, b.st.Warninglist) {
 		return false, nil
 	}

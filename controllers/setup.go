@@ -28,7 +28,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	// manager's client bypasses the cache for those kinds (NewManagerOptions).
 	clients := newMISPClients(mgr.GetCache(), mgr.GetAPIReader(), opts.MISP, opts.AllowedHosts)
 	backoff := newInstanceBackoff(opts.InstanceBackoffBase, opts.InstanceBackoffMax, opts.Clock)
-	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, backoff: backoff, opts: opts}
+	m := newMetrics(opts.Registerer)
+	inst := &MISPInstanceReconciler{client: mgr.GetClient(), clients: clients, backoff: backoff, metrics: m, opts: opts}
 	if err := inst.setupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the MISPInstance controller: %w", err)
 	}
@@ -41,7 +42,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		precedence: newPrecedence(trust.NewConfigMapOrgs(mgr.GetCache(), mgr.GetAPIReader())),
 		mem:        newListMemory(),
 		recorder:   mgr.GetEventRecorder(EventRecorderName),
-		metrics:    newMetrics(opts.Registerer),
+		metrics:    m,
 		opts:       opts,
 	}
 	if err := pol.setupWithManager(mgr); err != nil {

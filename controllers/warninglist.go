@@ -41,12 +41,14 @@ type desiredList struct {
 	// description carries it too, so MISP itself says which entries it was
 	// given.
 	EntriesHash string
-	// Orgs is the number of organisations in the list (0 with the placeholder).
+	// Orgs is the number of entries in the list, creators and sharers (0 with
+	// the placeholder).
 	Orgs int
 
 	prefix      string
-	won         []trust.Org // sorted by UUID; none: the placeholder
-	placeholder string      // the placeholder's comment
+	won         []trust.Org    // sorted by UUID
+	sharers     []trust.Sharer // sorted by UUID; no won and no sharers: the placeholder
+	placeholder string         // the placeholder's comment
 }
 
 // listOwner is what a list's description says of the object that manages it
@@ -91,15 +93,23 @@ func parseOwner(description string) (o listOwner, ok bool) {
 }
 
 // buildDesiredList turns the organisations a policy wins into entries
-// "<valuePrefix><uuid>" with the organisation's name as comment. won must be
-// sorted by UUID (trust.Partition sorts); it is sorted here otherwise.
-func buildDesiredList(p *v1alpha1.OrgTrustPolicy, owner listOwner, won []trust.Org) desiredList {
-	d := desiredList{Name: trust.WarninglistName(p), Orgs: len(won), prefix: trust.ValuePrefix(p), won: won}
-	if len(won) == 0 {
+// "<valuePrefix><uuid>" with the organisation's name as comment, and the
+// sharing organisations it wins into "sharer:<uuid>" (trust.SharerValuePrefix,
+// which the API refuses as a valuePrefix, so the two kinds never collide).
+// won and sharers must be sorted by UUID (trust.Partition and trust.WonSharers
+// sort); they are sorted here otherwise.
+func buildDesiredList(p *v1alpha1.OrgTrustPolicy, owner listOwner, won []trust.Org, sharers []trust.Sharer) desiredList {
+	d := desiredList{Name: trust.WarninglistName(p), Orgs: len(won) + len(sharers), prefix: trust.ValuePrefix(p), won: won, sharers: sharers}
+	if d.Orgs == 0 {
 		d.placeholder = fmt.Sprintf("placeholder: OrgTrustPolicy %s/%s trusts no organisation (MISP refuses an empty list)", p.Namespace, p.Name)
-	} else if !slices.IsSortedFunc(won, compareOrgs) {
+	}
+	if !slices.IsSortedFunc(won, compareOrgs) {
 		d.won = slices.Clone(won)
 		slices.SortFunc(d.won, compareOrgs)
+	}
+	if !slices.IsSortedFunc(sharers, compareSharers) {
+		d.sharers = slices.Clone(sharers)
+		slices.SortFunc(d.sharers, compareSharers)
 	}
 	h := sha256.New()
 	d.each(func(value1, value2, comment string) {
@@ -114,24 +124,21 @@ func buildDesiredList(p *v1alpha1.OrgTrustPolicy, owner listOwner, won []trust.O
 	return d
 }
 
-func compareOrgs(a, b trust.Org) int { return strings.Compare(a.UUID, b.UUID) }
+func compareOrgs(a, b trust.Org) int       { return strings.Compare(a.UUID, b.UUID) }
+func compareSharers(a, b trust.Sharer) int { return strings.Compare(a.UUID, b.UUID) }
 
-// each calls fn for every entry in value order, the value given in two parts
-// (prefix and UUID) so that no string is built for it.
+// each calls fn for every entry, the value given in two parts (prefix and
+// UUID) so that no string is built for it: the creator entries by UUID, then
+// the sharer entries by UUID. The order only fixes EntriesHash: lists are
+// compared as sets (diffList) and MISP keeps insertion order.
 func (d desiredList) each(fn func(value1, value2, comment string)) {
-	if len(d.won) == 0 {
-		fn(d.prefix, placeholderUUID, d.placeholder)
-		return
-	}
-	for _, o := range d.won {
-		// MISP trims comments in the string form of entries (parseFreetext); trim
-		// here too, or a name with surrounding spaces would read back as drift.
-		fn(d.prefix, o.UUID, strings.TrimSpace(o.Name))
+	for i, n := 0, d.entryCount(); i < n; i++ {
+		fn(d.Entry(i))
 	}
 }
 
 // entryCount is the number of entries (the placeholder included).
-func (d desiredList) entryCount() int { return max(len(d.won), 1) }
+func (d desiredList) entryCount() int { return max(len(d.won)+len(d.sharers), 1) }
 
 // entries builds the entries, for a write.
 func (d desiredList) entries() []misp.WarninglistEntry {
@@ -147,10 +154,17 @@ func (d desiredList) entries() []misp.WarninglistEntry {
 func (d desiredList) Len() int { return d.entryCount() }
 
 func (d desiredList) Entry(i int) (prefix, value, comment string) {
-	if len(d.won) == 0 {
+	switch {
+	case len(d.won)+len(d.sharers) == 0:
 		return d.prefix, placeholderUUID, d.placeholder
+	case i < len(d.won):
+		// MISP trims comments in the string form of entries (parseFreetext); trim
+		// here too, or a name with surrounding spaces would read back as drift.
+		return d.prefix, d.won[i].UUID, strings.TrimSpace(d.won[i].Name)
+	default:
+		s := d.sharers[i-len(d.won)]
+		return trust.SharerValuePrefix, s.UUID, trust.SharerComment(s)
 	}
-	return d.prefix, d.won[i].UUID, strings.TrimSpace(d.won[i].Name)
 }
 
 // warninglist is the body of add and edit.

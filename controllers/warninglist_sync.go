@@ -163,6 +163,8 @@ type syncer struct {
 	name     types.NamespacedName
 	uid      types.UID
 	instance string
+	// metricsInstance is the MISPInstance ("namespace/name") in the metrics.
+	metricsInstance string
 	// owner is what the list's description says of this policy; a list whose
 	// description names another owner is only written when foreign allows it.
 	owner   listOwner
@@ -197,7 +199,7 @@ func (s *syncer) sync(ctx context.Context, want desiredList, prev listRecord) (s
 		}
 		version, err := s.api.UpdateWarninglist(ctx, st.ID, want.warninglist())
 		if err == nil {
-			s.metrics.writes.WithLabelValues("edit").Inc()
+			s.metrics.wrote(s.metricsInstance, s.name.String(), "edit")
 			s.remember(st.ID, want, version, true, st.nextCheck)
 			return syncOutcome{ID: st.ID, Updated: true, Version: version}, nil
 		}
@@ -295,7 +297,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			return syncOutcome{}, fmt.Errorf("add warninglist %q: %w", want.Name, err)
 		}
 		out.ID, out.Created = id, true
-		s.metrics.writes.WithLabelValues("add").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "add")
 		if deleted && prev.InSync {
 			out.Drift, out.DriftDetail = []string{driftDeleted}, fmt.Sprintf("list %s was deleted", prev.ID)
 		}
@@ -307,7 +309,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			return out, fmt.Errorf("enable warninglist %s (%q): %w", id, want.Name, err)
 		}
 		out.Enabled = true
-		s.metrics.writes.WithLabelValues("enable").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "enable")
 		// A new list has version 1 (the column's default; misp-api.md §2.6). Were
 		// it edited meanwhile, the first resync sees another version and reads
 		// the list.
@@ -328,7 +330,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 			}
 			return out, fmt.Errorf("edit warninglist %s (%q): %w", got.ID, want.Name, err)
 		}
-		s.metrics.writes.WithLabelValues("edit").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "edit")
 		out.Version = version
 		out.Renamed = got.Name != want.Name && !out.Adopted
 		out.Updated = !wasInSync
@@ -338,7 +340,7 @@ func (s *syncer) observeAndRepair(ctx context.Context, want desiredList, prev li
 		if err := s.api.SetWarninglistEnabled(ctx, got.ID, true); err != nil {
 			return out, fmt.Errorf("enable warninglist %s (%q): %w", got.ID, want.Name, err)
 		}
-		s.metrics.writes.WithLabelValues("enable").Inc()
+		s.metrics.wrote(s.metricsInstance, s.name.String(), "enable")
 		out.Enabled = true
 	}
 	if wasInSync && diff.any() {

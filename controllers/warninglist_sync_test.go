@@ -41,7 +41,7 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 			uid: "uid-1", instance: "i", owner: testOwner, now: at, interval: time.Minute}
 	}
 	p := testPolicy()
-	want := buildDesiredList(p, testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}})
+	want := buildDesiredList(p, testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}}, nil)
 	ctx := context.Background()
 
 	type step struct {
@@ -52,7 +52,7 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		check  func(syncOutcome) error
 		calls  map[string]int
 	}
-	changed := buildDesiredList(p, testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	changed := buildDesiredList(p, testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}}, nil)
 	noWrite := func(o syncOutcome) error {
 		if o.Updated || o.Created || len(o.Drift) > 0 {
 			return errors.New("wrote on a no-op resync")
@@ -142,7 +142,7 @@ func TestSyncerSpendsOnlyTheCallsNeeded(t *testing.T) {
 		fresh.owner = listOwner{Policy: "ns/other"}
 		p2 := testPolicy()
 		p2.Name = "other"
-		w2 := buildDesiredList(p2, listOwner{Policy: "ns/other"}, []trust.Org{{UUID: uuidN(3)}})
+		w2 := buildDesiredList(p2, listOwner{Policy: "ns/other"}, []trust.Org{{UUID: uuidN(3)}}, nil)
 		out, err := fresh.sync(ctx, w2, listRecord{ID: other.ID, Name: "misp-trust-operator/ns/other", InSync: true})
 		if err != nil || !out.Created || out.ID == other.ID {
 			t.Fatalf("out %+v err %v: want a new list", out, err)

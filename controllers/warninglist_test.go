@@ -25,7 +25,7 @@ var testOwner = listOwner{Policy: "ns/high", Instance: "ns/misp", InstanceUID: "
 func TestBuildDesiredList(t *testing.T) {
 	orgs := []trust.Org{{UUID: uuidN(2), Name: " Two "}, {UUID: uuidN(1), Name: "One"}}
 	t.Run("entries are prefixed, commented with the trimmed name and sorted", func(t *testing.T) {
-		d := buildDesiredList(testPolicy(), testOwner, orgs)
+		d := buildDesiredList(testPolicy(), testOwner, orgs, nil)
 		want := []misp.WarninglistEntry{{Value: "org_uuid:" + uuidN(1), Comment: "One"}, {Value: "org_uuid:" + uuidN(2), Comment: "Two"}}
 		if e := d.entries(); len(e) != 2 || e[0] != want[0] || e[1] != want[1] {
 			t.Errorf("entries = %v, want %v", e, want)
@@ -46,12 +46,12 @@ func TestBuildDesiredList(t *testing.T) {
 		}
 	})
 	t.Run("the hash does not depend on input order and changes with any entry", func(t *testing.T) {
-		a := buildDesiredList(testPolicy(), testOwner, orgs)
-		b := buildDesiredList(testPolicy(), testOwner, []trust.Org{orgs[1], orgs[0]})
+		a := buildDesiredList(testPolicy(), testOwner, orgs, nil)
+		b := buildDesiredList(testPolicy(), testOwner, []trust.Org{orgs[1], orgs[0]}, nil)
 		if a.EntriesHash != b.EntriesHash {
 			t.Error("same organisations, different hash")
 		}
-		c := buildDesiredList(testPolicy(), testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two!"}})
+		c := buildDesiredList(testPolicy(), testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two!"}}, nil)
 		if c.EntriesHash == a.EntriesHash {
 			t.Error("changed comment, same hash")
 		}
@@ -60,13 +60,13 @@ func TestBuildDesiredList(t *testing.T) {
 		p := testPolicy()
 		p.Spec.ValuePrefix = ptr.To("")
 		p.Spec.WarninglistName = "org-confidence-level-high"
-		d := buildDesiredList(p, testOwner, orgs[:1])
+		d := buildDesiredList(p, testOwner, orgs[:1], nil)
 		if d.entries()[0].Value != uuidN(2) || d.Name != "org-confidence-level-high" {
 			t.Errorf("entry %q name %q", d.entries()[0].Value, d.Name)
 		}
 	})
 	t.Run("no organisation gives the placeholder MISP accepts", func(t *testing.T) {
-		d := buildDesiredList(testPolicy(), testOwner, nil)
+		d := buildDesiredList(testPolicy(), testOwner, nil, nil)
 		if e := d.entries(); len(e) != 1 || e[0].Value != "org_uuid:"+placeholderUUID || d.Orgs != 0 {
 			t.Errorf("entries %v orgs %d", e, d.Orgs)
 		}
@@ -74,7 +74,7 @@ func TestBuildDesiredList(t *testing.T) {
 }
 
 func TestDiffList(t *testing.T) {
-	want := buildDesiredList(testPolicy(), testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}})
+	want := buildDesiredList(testPolicy(), testOwner, []trust.Org{{UUID: uuidN(1), Name: "One"}, {UUID: uuidN(2), Name: "Two"}}, nil)
 	same := func() *misp.Warninglist {
 		e := want.entries()
 		return &misp.Warninglist{ID: "137", Name: want.Name, Description: want.Description, Type: "string", Category: "known",

@@ -181,6 +181,7 @@ func NewManager(restCfg *rest.Config, c Config) (manager.Manager, error) {
 			FlushInterval: c.StatusFlushInterval,
 			Logger:        log.WithName("status"),
 			Metrics:       status.NewMetrics(c.Registerer),
+			Recorder:      mgr.GetEventRecorder(status.EventRecorderName),
 		}),
 		misp:    misp.NewMetrics(c.Registerer),
 		feed:    feed.NewMetrics(c.Registerer),

@@ -112,7 +112,10 @@ func TestRunCuratorServesProbesAndMetricsAndCurates(t *testing.T) {
 	eventually(t, "the curator's metrics", func() (bool, string) {
 		code, body := get("http://" + metrics + "/metrics")
 		for _, m := range []string{"misptrust_catchup_passes_total", "misptrust_curator_status_applies_total",
-			"misptrust_feed_messages_total", `instance="` + e.ns + `/misp"`} {
+			"misptrust_feed_messages_total", `instance="` + e.ns + `/misp"`,
+			// The series alerts are built on (unconfirmed publishes) under its exact name.
+			`misptrust_curator_unconfirmed_publishes{instance="` + e.ns + `/misp"} 0`,
+			"misptrust_curator_publishes_resent_total", "misptrust_catchup_skipped_rows_total"} {
 			if !strings.Contains(body, m) {
 				return false, m + " missing"
 			}

@@ -212,8 +212,23 @@ func TestDryRunWritesNothing(t *testing.T) {
 	if n := e.misp.WriteCalls(); n != 0 {
 		t.Fatalf("dry run made %d writes", n)
 	}
-	if c := e.curation("high"); c != nil && (c.Tagged != 0 || c.Published != 0) {
-		t.Errorf("dry run counted %+v", c)
+	// The status says what switching dry run off would do: a (pulled, published, with the
+	// partner's incomplete tag) would be tagged and published again after the removal; b
+	// (pushed, published, no incomplete tag) only tagged. Catch-up passes and the push's
+	// duplicate row messages plan them again: each still counts once.
+	eventually(t, "the dry-run counters", func() (bool, string) {
+		c := e.curation("high")
+		return c != nil && c.WouldTag == 2 && c.WouldPublish == 1, fmt.Sprintf("%+v", c)
+	})
+	planned := e.logs.countLines("dry run", a.UUID)
+	e.misp.SimulatePullEdit(a.UUID, func(ev *misptest.Event) { ev.Attributes++ })
+	eventually(t, "the edit planned", func() (bool, string) { return e.logs.countLines("dry run", a.UUID) > planned, "" })
+	time.Sleep(500 * time.Millisecond) // a status flush (200 ms) after it
+	if c := e.curation("high"); c.WouldTag != 2 || c.WouldPublish != 1 || c.Tagged != 0 || c.Published != 0 {
+		t.Errorf("dry run counted %+v, want wouldTag 2, wouldPublish 1 and nothing done", c)
+	}
+	if n := e.misp.WriteCalls(); n != 0 {
+		t.Fatalf("dry run made %d writes", n)
 	}
 }
 

@@ -289,6 +289,23 @@ next:
 	return false
 }
 
+// countLines counts the log lines that contain every part.
+func (l *logSink) countLines(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+next:
+	for _, line := range l.lines {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
 func (l *logSink) contains(s string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -36,7 +36,8 @@ func readYAML(t *testing.T, path string, into any) {
 }
 
 // TestCuratorNeedsNoMoreThanItsRBAC runs the curator as a user that holds exactly the rules
-// of config/rbac/curator_role.yaml and curator_leader_election_role.yaml.
+// of config/rbac/curator_role.yaml (generated from curator/rbac.go) and
+// curator_leader_election_role.yaml, Events included.
 func TestCuratorNeedsNoMoreThanItsRBAC(t *testing.T) {
 	e := newEnv(t, misptest.Options{})
 	var cr rbacv1.ClusterRole
@@ -79,6 +80,10 @@ func TestCuratorNeedsNoMoreThanItsRBAC(t *testing.T) {
 	eventually(t, "both statuses written", func() (bool, string) {
 		cur := e.curation("high")
 		return cur != nil && cur.Tagged == 1 && e.feedCondition() != nil, fmt.Sprintf("%+v", cur)
+	})
+	eventually(t, "an Event recorded with the curator's rights", func() (bool, string) {
+		evs := e.curatorEvents("MISPInstance", "misp", status.EventFeedConnected)
+		return len(evs) == 1, describe(evs)
 	})
 	select {
 	case err := <-done:

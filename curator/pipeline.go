@@ -16,6 +16,7 @@ import (
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/feed"
 	"github.com/misptrust/misp-trust-operator/curator/index"
+	"github.com/misptrust/misp-trust-operator/curator/sources"
 	"github.com/misptrust/misp-trust-operator/curator/status"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/trust"
@@ -41,8 +42,14 @@ type pipeline struct {
 	eng        *engine.Engine
 	runner     *catchup.Runner
 	sub        *feed.Subscriber // nil without spec.zeroMQ
-	cancel     context.CancelFunc
-	done       chan struct{}
+	// dryRun is the engine's dry-run switch as last set (only the supervisor's worker
+	// touches it).
+	dryRun bool
+	// persisted is the catch-up watermark last handed to the status (or read from it).
+	persistedMu sync.Mutex
+	persisted   time.Time
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 // startPipeline builds the parts of one instance's pipeline and starts them under parent.
@@ -51,7 +58,8 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 	key := types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name}
 	name := key.String()
 	log := sh.log.WithValues("mispinstance", name)
-	p := &pipeline{key: key, configKey: pipelineKey(inst, creds), idx: &index.Index{}}
+	p := &pipeline{key: key, configKey: pipelineKey(inst, creds), idx: &index.Index{},
+		dryRun: inst.Spec.Curation != nil && inst.Spec.Curation.DryRun}
 	p.generation.Store(inst.Generation)
 	p.idx.Store(snap)
 
@@ -80,12 +88,16 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 		}
 	}
 	eo.Logger, eo.Metrics = log.WithName("engine"), sh.engine
+	// The sharer of an event is found from the ids of the feed in this table; it is read
+	// only while a policy names sharingOrganisations (at start, or at the first lookup).
+	sharers := sources.New(sources.Options{Lister: client, Logger: log.WithName("sources")})
+	eo.Sharers = sharers
 	eo.OnOutcome = func(o engine.Outcome) { p.outcome(sh.writer, o) }
 	p.eng = engine.New(eo)
 
 	co := sh.cfg.CatchUp
 	searcher := catchup.MISPSearcher{Client: client}
-	co.Instance, co.Searcher, co.Fields, co.Index, co.Engine = name, searcher, searcher.Fields(), p.idx, p.eng
+	co.Instance, co.Searcher, co.Fields, co.Index, co.Engine, co.Sharers = name, searcher, searcher.Fields(), p.idx, p.eng, sharers
 	if c := cur.CatchUp; c != nil {
 		if c.Interval != nil && c.Interval.Duration > 0 {
 			co.Interval = c.Interval.Duration
@@ -94,9 +106,27 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 			co.Lookback = c.Lookback.Duration
 		}
 	}
-	co.Watermark = func(ctx context.Context) (time.Time, error) { return sh.writer.Watermark(ctx, key) }
+	co.Watermark = func(ctx context.Context) (time.Time, error) {
+		wm, err := sh.writer.Watermark(ctx, key)
+		if err == nil {
+			p.persistedMu.Lock()
+			p.persisted = wm
+			p.persistedMu.Unlock()
+		}
+		return wm, err
+	}
 	co.OnProgress = func(pr catchup.Progress) {
-		sh.writer.SetCatchUp(key, status.CatchUp{Watermark: pr.Watermark, LastRun: pr.LastRun, EventsScanned: pr.EventsScanned})
+		p.persistedMu.Lock()
+		if !p.eng.DryRun() {
+			p.persisted = pr.Watermark
+		}
+		// In a dry run the persisted watermark stays where it was: the events of the dry
+		// run were only logged, and a curator started later without dry run must find
+		// them (in this process, Rescan does: supervisor.dryRunEnded).
+		wm := p.persisted
+		p.persistedMu.Unlock()
+		sh.writer.SetCatchUp(key, status.CatchUp{Watermark: wm, LastRun: pr.LastRun, EventsScanned: pr.EventsScanned,
+			SkippedRows: pr.SkippedRows})
 	}
 	co.Logger, co.Metrics = log.WithName("catchup"), sh.catchup
 	if p.runner, err = catchup.New(co); err != nil {
@@ -127,8 +157,16 @@ func startPipeline(parent context.Context, sh *parts, inst *v1alpha1.MISPInstanc
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
+	if snap.HasSharers() {
+		run(func() {
+			if _, err := sharers.Load(ctx); err != nil && ctx.Err() == nil {
+				log.Error(err, "cannot read the organisations or connected servers: events are matched by sharer once they can be read")
+			}
+		})
+	}
 	run(func() { _ = p.eng.Run(ctx) })
 	run(func() { _ = p.runner.Run(ctx) })
+	run(func() { p.reportPublishing(ctx, sh.writer, eo.PublishStuckAfter) })
 	if p.sub != nil {
 		run(func() { _ = p.sub.Run(ctx) })
 		run(func() {
@@ -161,11 +199,17 @@ func (p *pipeline) stop() {
 	<-p.done
 }
 
-// outcome forwards one finished curation to catch-up (which retries failures) and to the
-// policy status. Dry runs and untrusted events change no counter.
+// outcome forwards one finished curation to catch-up (which retries failures and holds
+// its watermark for events whose publish is not confirmed yet) and to the policy status.
+// Untrusted events change no counter; a dry run counts what it would have done
+// (wouldTag, wouldPublish) from the plan it logged.
 func (p *pipeline) outcome(w *status.Writer, o engine.Outcome) {
-	p.runner.Settled(o.EventUUID, o.Err)
-	if o.DryRun || o.Policy == "" {
+	if o.PublishPending && o.Err == nil {
+		p.runner.Pending(o.EventUUID)
+	} else {
+		p.runner.Settled(o.EventUUID, o.Err)
+	}
+	if o.Policy == "" {
 		return
 	}
 	ns, name, ok := strings.Cut(o.Policy, "/")
@@ -174,8 +218,52 @@ func (p *pipeline) outcome(w *status.Writer, o engine.Outcome) {
 	}
 	w.RecordOutcome(status.Outcome{
 		Policy: types.NamespacedName{Namespace: ns, Name: name}, EventUUID: o.EventUUID, Time: o.At,
-		Tagged: o.Tagged, Published: o.Published, AlreadyCurated: o.AlreadyCurated, Err: o.Err,
+		Tagged: o.Tagged, Published: o.Published, Republished: o.Republished, AlreadyCurated: o.AlreadyCurated, Err: o.Err,
+		DryRun:       o.DryRun,
+		WouldTag:     o.DryRun && len(o.Plan.Attach) > 0,
+		WouldPublish: o.DryRun && (o.Plan.Publish || o.Plan.PublishIfUnpublished),
 	})
+}
+
+// reportPublishing copies the engine's unconfirmed publishes into the statuses (the
+// instance's PublishesConfirmed condition, each policy's publishesUnconfirmed) until ctx
+// ends, and zeroes the policies' counts then: the publishes this pipeline waited for are
+// nobody's any more (their events hold catch-up's watermark).
+func (p *pipeline) reportPublishing(ctx context.Context, w *status.Writer, stuckAfter time.Duration) {
+	if stuckAfter <= 0 {
+		stuckAfter = engine.DefaultPublishStuckAfter
+	}
+	reported := map[string]bool{}
+	setPolicies := func(by map[string]int) {
+		for key := range reported {
+			if by[key] == 0 {
+				if ns, name, ok := strings.Cut(key, "/"); ok {
+					w.SetUnconfirmed(types.NamespacedName{Namespace: ns, Name: name}, 0)
+				}
+				delete(reported, key)
+			}
+		}
+		for key, n := range by {
+			if ns, name, ok := strings.Cut(key, "/"); ok {
+				w.SetUnconfirmed(types.NamespacedName{Namespace: ns, Name: name}, n)
+				reported[key] = true
+			}
+		}
+	}
+	t := time.NewTicker(feedStatusEvery)
+	defer t.Stop()
+	for {
+		u := p.eng.Unconfirmed()
+		w.SetPublishing(p.key, p.generation.Load(), status.Publishing{Unconfirmed: u.Count, Stuck: u.Stuck, Oldest: u.Oldest,
+			StuckAfter: stuckAfter})
+		setPolicies(u.ByPolicy)
+		select {
+		case <-ctx.Done():
+			setPolicies(nil)
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // feedStatus is the status writer's view of the subscriber.

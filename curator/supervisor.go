@@ -126,6 +126,7 @@ func (s *supervisor) sync(ctx context.Context, key types.NamespacedName) error {
 		s.sh.catchup.Forget(key.String())
 		s.sh.engine.Forget(key.String())
 		s.sh.feed.Forget(key.String())
+		s.sh.misp.Forget(key.String())
 		return nil
 	}
 	var ee *trust.EndpointError
@@ -150,16 +151,26 @@ func (s *supervisor) sync(ctx context.Context, key types.NamespacedName) error {
 			s.log.Info("trust changed: re-curating the organisations concerned", "mispinstance", key.String(), "orgs", len(orgs))
 			p.runner.Recurate(orgs)
 		}
-		p.eng.SetDryRun(inst.Spec.Curation != nil && inst.Spec.Curation.DryRun)
+		dryRun := inst.Spec.Curation != nil && inst.Spec.Curation.DryRun
+		p.eng.SetDryRun(dryRun)
+		if p.dryRun && !dryRun {
+			s.dryRunEnded(key, p)
+		}
+		p.dryRun = dryRun
 		p.generation.Store(inst.Generation)
 		return nil
 	}
+	wasDryRun := false
 	if p != nil {
+		wasDryRun = p.dryRun
 		s.stop(key, "its connection or curation settings changed")
 	}
 	p, err = startPipeline(ctx, s.sh, &inst, creds, snap)
 	if err != nil {
 		return s.configProblem(key, &inst, err)
+	}
+	if wasDryRun && !p.dryRun {
+		s.dryRunEnded(key, p)
 	}
 	delete(s.configErrors, key)
 	s.pipelines[key] = p
@@ -170,6 +181,13 @@ func (s *supervisor) sync(ctx context.Context, key types.NamespacedName) error {
 	}
 	s.snapshots[key] = snap
 	return nil
+}
+
+// dryRunEnded makes catch-up curate the look-back window once: what arrived during the
+// dry run was only logged, and catch-up's watermark moved past it.
+func (s *supervisor) dryRunEnded(key types.NamespacedName, p *pipeline) {
+	s.log.Info("dry run switched off: curating the events of the look-back window", "mispinstance", key.String())
+	p.runner.Rescan()
 }
 
 // configProblem stops the instance's pipeline when a person must fix its configuration

@@ -24,7 +24,6 @@ import (
 // Defaults applied by New for zero Options fields.
 const (
 	DefaultTimeout        = 30 * time.Second
-	DefaultQPS            = 10
 	DefaultBurst          = 20
 	DefaultMaxRetries     = 4
 	DefaultRetryBaseDelay = 500 * time.Millisecond
@@ -39,13 +38,16 @@ type Options struct {
 	CABundle           []byte            // optional PEM, added to the system roots
 	InsecureSkipVerify bool              // only when asked; logged once at New
 	Timeout            time.Duration     // per HTTP attempt; 0 → 30s; <0 → none (the caller's ctx only)
-	QPS                float64           // client-side rate limit; 0 → 10; <0 → unlimited
-	Burst              int               // 0 → 20
+	QPS                float64           // a ceiling on requests per second; 0 → none (the adaptive limit alone); <0 → no client-side limit at all (tests)
+	Burst              int               // of the QPS ceiling; 0 → 20
+	MaxInFlight        int               // ceiling of the adaptive concurrency limit (limiter.go); 0 → 64; <0 → no limit at all
+	InitialInFlight    int               // where the adaptive limit starts; 0 → 1
 	MaxRetries         int               // retries for network errors, 5xx, 429; 0 → 4; <0 → none
 	RetryBaseDelay     time.Duration     // 0 → 500ms (capped exponential + full jitter)
 	RetryMaxDelay      time.Duration     // 0 → 30s; also the longest Retry-After the client waits for
 	UserAgent          string            // "" → "misp-trust-operator/dev"
 	Metrics            *Metrics          // optional; NewMetrics(reg)
+	Instance           string            // the MISPInstance ("namespace/name") in metrics and the concurrency-limit gauge; "" when there is none
 	Logger             logr.Logger       // optional
 	Transport          http.RoundTripper // optional (tests); when set, CABundle and InsecureSkipVerify are not applied
 }
@@ -58,11 +60,13 @@ type Client struct {
 	userAgent  string
 	hc         *http.Client
 	limiter    *rate.Limiter
+	inflight   *inflightLimiter // nil: no concurrency limit
 	timeout    time.Duration
 	maxRetries int
 	baseDelay  time.Duration
 	maxDelay   time.Duration
 	metrics    *Metrics
+	instance   string // metrics label
 	log        logr.Logger
 	maxBody    int64 // lowers every answer cap of bodycaps.go when > 0 (tests)
 
@@ -102,6 +106,7 @@ func New(opts Options) (*Client, error) {
 		baseDelay:  opts.RetryBaseDelay,
 		maxDelay:   opts.RetryMaxDelay,
 		metrics:    opts.Metrics,
+		instance:   opts.Instance,
 		log:        log.WithValues("misp", base.Redacted()),
 		sleep:      sleepCtx,
 	}
@@ -126,17 +131,24 @@ func New(opts Options) (*Client, error) {
 	if c.maxDelay < c.baseDelay {
 		c.maxDelay = c.baseDelay
 	}
-	qps, burst := opts.QPS, opts.Burst
-	if qps == 0 {
-		qps = DefaultQPS
-	}
+	burst := opts.Burst
 	if burst <= 0 {
 		burst = DefaultBurst
 	}
-	if qps < 0 {
+	if opts.QPS <= 0 {
 		c.limiter = rate.NewLimiter(rate.Inf, burst)
 	} else {
-		c.limiter = rate.NewLimiter(rate.Limit(qps), burst)
+		c.limiter = rate.NewLimiter(rate.Limit(opts.QPS), burst)
+	}
+	if opts.MaxInFlight >= 0 && opts.QPS >= 0 {
+		maxInFlight, initial := opts.MaxInFlight, opts.InitialInFlight
+		if maxInFlight == 0 {
+			maxInFlight = DefaultMaxInFlight
+		}
+		if initial <= 0 {
+			initial = DefaultInitialInFlight
+		}
+		c.inflight = newInflightLimiter(initial, maxInFlight, time.Now, c.metrics.limitGauge(opts.Instance))
 	}
 
 	transport := opts.Transport
@@ -218,6 +230,9 @@ type request struct {
 	// stream, when set, decodes a 2xx answer as it arrives instead of reading it into
 	// memory (bodycaps.go); it is called once per attempt and must start afresh.
 	stream func(r io.Reader) error
+	// idempotent: a POST that may be sent twice (a read, or a write whose repeat changes
+	// nothing). Other POSTs are retried only when provably unsent (retry.go).
+	idempotent bool
 }
 
 // response is the final answer to a request (after retries).
@@ -239,8 +254,8 @@ type attemptResult struct {
 }
 
 // do sends req with rate limiting, a per-attempt timeout and retries for network errors,
-// 5xx and 429. It returns the first non-retryable answer (any status, for the caller to
-// interpret) or an error once the retries are spent.
+// 5xx and 429 — for writes only those mayRetry allows. It returns the first non-retryable
+// answer (any status, for the caller to interpret) or an error once the retries are spent.
 func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	var payload []byte
 	switch {
@@ -255,9 +270,12 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", c.opName(req), req.method, req.route, err)
+			return nil, notSentError{fmt.Errorf("misp: %s: %s %s: waiting for the client-side rate limit: %w", c.opName(req), req.method, req.route, err)}
 		}
-		res := c.attempt(ctx, req, payload)
+		res, err := c.limitedAttempt(ctx, req, payload)
+		if err != nil {
+			return nil, fmt.Errorf("misp: %s: %s %s: waiting for the client-side concurrency limit: %w", c.opName(req), req.method, req.route, err)
+		}
 		if res.resp != nil {
 			res.resp.attempts = attempt + 1
 		}
@@ -268,6 +286,9 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if !retryable {
 			return res.resp, nil
 		}
+		if !mayRetry(req, res) {
+			return nil, c.finalError(req, res, attempt+1)
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("misp: %s: %s %s: %w", c.opName(req), req.method, req.route, context.Cause(ctx))
 		}
@@ -275,7 +296,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if !ok {
 			return nil, c.finalError(req, res, attempt+1)
 		}
-		c.metrics.retried(req.route)
+		c.metrics.retried(c.instance, req.route)
 		kv := []any{"op", c.opName(req), "endpoint", req.route, "attempt", attempt + 1, "delay", delay}
 		if res.err != nil {
 			kv = append(kv, "error", res.err.Error())
@@ -315,18 +336,18 @@ func (c *Client) attempt(ctx context.Context, req request, payload []byte) attem
 	start := time.Now()
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		c.metrics.observe(req.route, 0, time.Since(start))
+		c.metrics.observe(c.instance, req.route, 0, time.Since(start))
 		return attemptResult{err: err}
 	}
 	defer hresp.Body.Close()
 	limit := c.bodyCap(req.route)
 	if req.stream != nil && hresp.StatusCode >= 200 && hresp.StatusCode < 300 {
 		res := c.streamAnswer(req, hresp, limit)
-		c.metrics.observe(req.route, hresp.StatusCode, time.Since(start))
+		c.metrics.observe(c.instance, req.route, hresp.StatusCode, time.Since(start))
 		return res
 	}
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
-	c.metrics.observe(req.route, hresp.StatusCode, time.Since(start))
+	c.metrics.observe(c.instance, req.route, hresp.StatusCode, time.Since(start))
 	if err != nil {
 		return attemptResult{err: fmt.Errorf("read answer (HTTP %d): %w", hresp.StatusCode, err)}
 	}

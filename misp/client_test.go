@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/time/rate"
 )
 
 // logSink captures every log line (all verbosity levels).
@@ -91,12 +92,23 @@ func TestNewValidatesOptions(t *testing.T) {
 		}
 		if c.base != "https://misp.example/prefix" || c.key != testKey || c.timeout != DefaultTimeout || c.maxRetries != DefaultMaxRetries ||
 			c.baseDelay != DefaultRetryBaseDelay || c.maxDelay != DefaultRetryMaxDelay || c.userAgent != DefaultUserAgent ||
-			c.limiter.Limit() != DefaultQPS || c.limiter.Burst() != DefaultBurst {
+			c.limiter.Limit() != rate.Inf || c.limiter.Burst() != DefaultBurst ||
+			c.inflight == nil || c.inflight.Limit() != DefaultInitialInFlight || c.inflight.max != DefaultMaxInFlight {
 			t.Errorf("defaults not applied: %+v", c)
 		}
-		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, MaxRetries: -1})
+		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, MaxRetries: -1, MaxInFlight: -1, QPS: 5})
 		if c.maxRetries != 0 {
 			t.Errorf("MaxRetries<0 gives %d retries", c.maxRetries)
+		}
+		if c.inflight != nil {
+			t.Error("MaxInFlight<0 still limits the requests in flight")
+		}
+		if c.limiter.Limit() != 5 {
+			t.Errorf("QPS 5 gives a rate ceiling of %v", c.limiter.Limit())
+		}
+		c, _ = New(Options{URL: "https://misp.example", APIKey: testKey, QPS: -1})
+		if c.inflight != nil || c.limiter.Limit() != rate.Inf {
+			t.Error("QPS<0 still limits the client")
 		}
 	})
 }
@@ -403,7 +415,7 @@ func TestTLS(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "1 attempt(s)") {
 			t.Fatalf("err = %v", err)
 		}
-		if n := testutil.ToFloat64(c.metrics.requests.WithLabelValues("/servers/getVersion", "error")); n != 1 {
+		if n := testutil.ToFloat64(c.metrics.requests.WithLabelValues("", "/servers/getVersion", "error")); n != 1 {
 			t.Errorf("%v attempts counted, want 1", n)
 		}
 	})
@@ -449,9 +461,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("a second NewMetrics on the same registry does not share the collectors")
 	}
 	f := newFake(t).
-		on("POST", "/events/publish/"+e1UUID, answer(500, internalError), replay(t, "real/sync/api/63_A_admin_publish_e1.json")).
+		on("POST", "/events/publish/"+e1UUID, answer(429, `{}`, "Retry-After", "1"), replay(t, "real/sync/api/63_A_admin_publish_e1.json")).
 		on("GET", "/warninglists/view/139", replay(t, "real/warninglists_extra/api/25_warninglists_view_deleted.json"))
-	c, _ := f.client(func(o *Options) { o.Metrics = m })
+	c, _ := f.client(func(o *Options) { o.Metrics, o.Instance = m, "sec/misp-a"; o.RetryMaxDelay = 5 * time.Second })
 	if _, err := c.Publish(context.Background(), e1UUID); err != nil {
 		t.Fatal(err)
 	}
@@ -462,10 +474,10 @@ func TestMetrics(t *testing.T) {
 		c    prometheus.Collector
 		want float64
 	}{
-		{m.requests.WithLabelValues("/events/publish/{id}", "500"), 1},
-		{m.requests.WithLabelValues("/events/publish/{id}", "200"), 1},
-		{m.retries.WithLabelValues("/events/publish/{id}"), 1},
-		{m.requests.WithLabelValues("/warninglists/view/{id}", "404"), 1},
+		{m.requests.WithLabelValues("sec/misp-a", "/events/publish/{id}", "429"), 1},
+		{m.requests.WithLabelValues("sec/misp-a", "/events/publish/{id}", "200"), 1},
+		{m.retries.WithLabelValues("sec/misp-a", "/events/publish/{id}"), 1},
+		{m.requests.WithLabelValues("sec/misp-a", "/warninglists/view/{id}", "404"), 1},
 	}
 	for i, ch := range checks {
 		if got := testutil.ToFloat64(ch.c); got != ch.want {
@@ -489,10 +501,34 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
+	t.Run("two instances sharing the metrics are told apart, and a deleted one is forgotten", func(t *testing.T) {
+		other := newFake(t).on("GET", "/servers/getVersion", replay(t, "real/api/01_servers_getVersion.json"))
+		b, _ := other.client(func(o *Options) { o.Metrics, o.Instance = m, "sec/misp-b" })
+		if _, err := b.Version(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(m.requests.WithLabelValues("sec/misp-b", "/servers/getVersion", "200")); got != 1 {
+			t.Fatalf("misp-b requests = %v, want 1", got)
+		}
+		if n := testutil.CollectAndCount(m.requests); n != 4 {
+			t.Fatalf("%d request series, want 4 (three of misp-a, one of misp-b)", n)
+		}
+		if n := testutil.CollectAndCount(m.latency); n != 3 {
+			t.Fatalf("%d latency series, want 3 (two of misp-a, one of misp-b)", n)
+		}
+		m.Forget("sec/misp-b")
+		if n := testutil.CollectAndCount(m.requests); n != 3 {
+			t.Errorf("%d request series after Forget(misp-b), want misp-a's 3", n)
+		}
+		if n := testutil.CollectAndCount(m.latency); n != 2 {
+			t.Errorf("%d latency series after Forget(misp-b), want misp-a's 2", n)
+		}
+	})
 	t.Run("nil metrics record nothing and do not crash", func(t *testing.T) {
 		var nilMetrics *Metrics
-		nilMetrics.observe("/x", 200, time.Second)
-		nilMetrics.retried("/x")
+		nilMetrics.observe("i", "/x", 200, time.Second)
+		nilMetrics.retried("i", "/x")
+		nilMetrics.Forget("i")
 		f := newFake(t).on("GET", "/servers/getVersion", replay(t, "real/api/01_servers_getVersion.json"))
 		c, _ := f.client()
 		if _, err := c.Version(context.Background()); err != nil {
@@ -501,8 +537,8 @@ func TestMetrics(t *testing.T) {
 	})
 	t.Run("NewMetrics(nil) works unregistered", func(t *testing.T) {
 		m := NewMetrics(nil)
-		m.observe("/x", 200, time.Second)
-		if testutil.ToFloat64(m.requests.WithLabelValues("/x", "200")) != 1 {
+		m.observe("i", "/x", 200, time.Second)
+		if testutil.ToFloat64(m.requests.WithLabelValues("i", "/x", "200")) != 1 {
 			t.Fatal("not counted")
 		}
 	})

@@ -20,10 +20,13 @@ type Tag struct {
 
 // EventMeta is the metadata of one event, as /events/index reports it (never the full event).
 type EventMeta struct {
-	ID        string // local numeric id
-	UUID      string // lower case
-	OrgcUUID  string // creator organisation, lower case
-	OrgcName  string
+	ID       string // local numeric id
+	UUID     string // lower case
+	OrgcUUID string // creator organisation, lower case
+	OrgcName string
+	// OrgID is the owner organisation's local id (Event.org_id): after a push, the
+	// partner that pushed it; after a pull, the server link's local org (misp-api.md §2.2).
+	OrgID     string
 	Published bool
 	Locked    bool      // true for events that came from another instance (pull or push)
 	Timestamp time.Time // the event timestamp (UTC); 0 when MISP sent none
@@ -40,6 +43,7 @@ type indexEvent struct {
 	Locked    flexBool   `json:"locked"`
 	Timestamp flexInt    `json:"timestamp"`
 	OrgcUUID  flexString `json:"orgc_uuid"`
+	OrgID     flexString `json:"org_id"`
 	Orgc      *struct {
 		Name flexString `json:"name"`
 		UUID flexString `json:"uuid"`
@@ -53,25 +57,42 @@ type indexEvent struct {
 	} `json:"EventTag"`
 }
 
-// decodeEventIndex decodes the /events/index answer: a JSON array (possibly []).
-func decodeEventIndex(body []byte) ([]EventMeta, error) {
+// SkippedRow is an /events/index row the client could not use (no uuid, a field of the
+// wrong type): the other rows of the answer are returned without it.
+type SkippedRow struct {
+	Index  int    // position in the answer, 0-based
+	ID     string // the row's local event id, "" when even that is unreadable
+	Reason string
+}
+
+// decodeEventIndex decodes the /events/index answer: a JSON array (possibly []). Rows are
+// decoded one by one, so one damaged row costs that row only.
+func decodeEventIndex(body []byte) ([]EventMeta, []SkippedRow, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '[' {
-		return nil, fmt.Errorf("expected a JSON array of events, got %s", jsonKind(trimmed))
+		return nil, nil, fmt.Errorf("expected a JSON array of events, got %s", jsonKind(trimmed))
 	}
-	var rows []indexEvent
-	if err := json.Unmarshal(trimmed, &rows); err != nil {
-		return nil, err
+	var raws []json.RawMessage
+	if err := json.Unmarshal(trimmed, &raws); err != nil {
+		return nil, nil, err
 	}
-	out := make([]EventMeta, 0, len(rows))
-	for i, r := range rows {
+	out := make([]EventMeta, 0, len(raws))
+	var skipped []SkippedRow
+	for i, raw := range raws {
+		var r indexEvent
+		if err := json.Unmarshal(raw, &r); err != nil {
+			skipped = append(skipped, SkippedRow{Index: i, ID: rowID(raw), Reason: "cannot decode the row: " + err.Error()})
+			continue
+		}
 		if r.UUID == "" {
-			return nil, fmt.Errorf("event #%d has no uuid", i)
+			skipped = append(skipped, SkippedRow{Index: i, ID: string(r.ID), Reason: "the row has no uuid"})
+			continue
 		}
 		m := EventMeta{
 			ID:        string(r.ID),
 			UUID:      strings.ToLower(string(r.UUID)),
 			OrgcUUID:  strings.ToLower(string(r.OrgcUUID)),
+			OrgID:     string(r.OrgID),
 			Published: bool(r.Published),
 			Locked:    bool(r.Locked),
 		}
@@ -93,7 +114,18 @@ func decodeEventIndex(body []byte) ([]EventMeta, error) {
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return out, skipped, nil
+}
+
+// rowID reads the id of a row that does not decode as a whole, for the report.
+func rowID(raw json.RawMessage) string {
+	var r struct {
+		ID flexString `json:"id"`
+	}
+	if json.Unmarshal(raw, &r) != nil {
+		return ""
+	}
+	return truncate(string(r.ID), 32)
 }
 
 // EventMeta returns the metadata of one event in one call: POST /events/index
@@ -101,28 +133,48 @@ func decodeEventIndex(body []byte) ([]EventMeta, error) {
 // attributes (misp-api.md §2.3). ErrNotFound when MISP answers [] (unknown or invisible).
 func (c *Client) EventMeta(ctx context.Context, eventUUID string) (EventMeta, error) {
 	req := request{op: "read metadata of event " + eventUUID, method: http.MethodPost,
-		route: "/events/index", path: "/events/index"}
+		route: "/events/index", path: "/events/index", idempotent: true}
 	if err := c.checkUUID(req, "event uuid", eventUUID); err != nil {
 		return EventMeta{}, err
 	}
 	// eventid takes a uuid when it is exactly 36 characters long (EventsController
 	// __setIndexFilterConditions); anything else would be read as a numeric id.
-	req.body = map[string]any{"eventid": strings.ToLower(eventUUID)}
+	ref := strings.ToLower(eventUUID)
+	return c.eventMeta(ctx, req, ref, "uuid", func(e EventMeta) bool { return e.UUID == ref })
+}
+
+// EventMetaByID is EventMeta for this instance's numeric event id (what the MISP UI
+// shows); the same single call, with the id as eventid.
+func (c *Client) EventMetaByID(ctx context.Context, id string) (EventMeta, error) {
+	req := request{op: "read metadata of event " + id, method: http.MethodPost,
+		route: "/events/index", path: "/events/index", idempotent: true}
+	if err := c.checkID(req, "event id", id); err != nil {
+		return EventMeta{}, err
+	}
+	return c.eventMeta(ctx, req, id, "id", func(e EventMeta) bool { return e.ID == id })
+}
+
+func (c *Client) eventMeta(ctx context.Context, req request, ref, what string, match func(EventMeta) bool) (EventMeta, error) {
+	req.body = map[string]any{"eventid": ref}
 	resp, err := c.call(ctx, req, nil)
 	if err != nil {
 		return EventMeta{}, err
 	}
-	events, err := decodeEventIndex(resp.body)
+	events, skipped, err := decodeEventIndex(resp.body)
 	if err != nil {
 		return EventMeta{}, c.decodeFailure(req, resp, err)
 	}
 	for _, e := range events {
-		if e.UUID == strings.ToLower(eventUUID) {
+		if match(e) {
 			return e, nil
 		}
 	}
+	if len(skipped) > 0 {
+		// MISP found the event but its row is unusable: not "unknown event".
+		return EventMeta{}, c.decodeFailure(req, resp, fmt.Errorf("row %d (event id %q): %s", skipped[0].Index, skipped[0].ID, skipped[0].Reason))
+	}
 	return EventMeta{}, &APIError{Op: c.opName(req), Method: req.method, Endpoint: req.route, Status: resp.status,
-		Kind: ErrNotFound, Message: "no event with this uuid is visible to this API key"}
+		Kind: ErrNotFound, Message: "no event with this " + what + " is visible to this API key"}
 }
 
 // EventSearch filters SearchEvents.
@@ -144,6 +196,10 @@ type EventPage struct {
 	// client-side org filter), or -1 when MISP sent none. Page on with Page+1 while
 	// Page*Limit < Total; do not stop on a short page (see SearchEventsPage).
 	Total int
+	// Skipped are the rows of this page that could not be decoded; Events holds the others.
+	// Rows counts both (before the client-side org filter): a full page has Rows == Limit.
+	Skipped []SkippedRow
+	Rows    int
 }
 
 // SearchEvents returns the events changed since q.Since (POST /events/index, without
@@ -172,7 +228,7 @@ func (c *Client) SearchEvents(ctx context.Context, q EventSearch) ([]EventMeta, 
 // only list orgs this MISP knows, or query one org at a time. A page can therefore hold
 // fewer than Limit events although more pages follow: use Total.
 func (c *Client) SearchEventsPage(ctx context.Context, q EventSearch) (EventPage, error) {
-	req := request{op: "search events", method: http.MethodPost, route: "/events/index", path: "/events/index"}
+	req := request{op: "search events", method: http.MethodPost, route: "/events/index", path: "/events/index", idempotent: true}
 	body := map[string]any{"sort": "id", "direction": "asc"}
 	if !q.Since.IsZero() && q.Since.Unix() > 0 {
 		// MISP takes seconds, as a string or a time delta ("1d"); send the plain number.
@@ -214,10 +270,11 @@ func (c *Client) SearchEventsPage(ctx context.Context, q EventSearch) (EventPage
 	if err != nil {
 		return EventPage{}, err
 	}
-	events, err := decodeEventIndex(resp.body)
+	events, skipped, err := decodeEventIndex(resp.body)
 	if err != nil {
 		return EventPage{}, c.decodeFailure(req, resp, err)
 	}
+	rows := len(events) + len(skipped)
 	total := -1
 	if n, err := strconv.Atoi(strings.TrimSpace(resp.header.Get("X-Result-Count"))); err == nil {
 		total = n
@@ -236,7 +293,7 @@ func (c *Client) SearchEventsPage(ctx context.Context, q EventSearch) (EventPage
 		}
 		events = kept
 	}
-	return EventPage{Events: events, Total: total}, nil
+	return EventPage{Events: events, Total: total, Skipped: skipped, Rows: rows}, nil
 }
 
 // AttachTags attaches tags to an event: POST /tags/attachTagToObject

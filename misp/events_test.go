@@ -19,7 +19,7 @@ const (
 )
 
 func TestEventMeta(t *testing.T) {
-	e1 := EventMeta{ID: "13", UUID: e1UUID, OrgcUUID: partnerHigh, OrgcName: "PARTNER-HIGH", Published: true, Locked: true,
+	e1 := EventMeta{ID: "13", UUID: e1UUID, OrgcUUID: partnerHigh, OrgcName: "PARTNER-HIGH", OrgID: "1", Published: true, Locked: true,
 		Timestamp: time.Unix(1795727898, 0).UTC(),
 		Tags:      []Tag{{ID: "50", Name: "tlp:green"}, {ID: "41", Name: `workflow:state="incomplete"`}}}
 	tests := []struct {
@@ -36,7 +36,7 @@ func TestEventMeta(t *testing.T) {
 			handlers: []http.HandlerFunc{replay(t, "real/sync/api/51_A_events_index_eventid_e1.json")}, want: e1, calls: 1},
 		{name: "local tags keep their local flag", uuid: mainEvent,
 			handlers: []http.HandlerFunc{replay(t, "real/api/56_events_index.json")}, want: EventMeta{
-				ID: "1", UUID: mainEvent, OrgcUUID: "997004a6-e769-4ab8-b467-a1ca84cf0666", OrgcName: "ORGNAME", Published: true,
+				ID: "1", UUID: mainEvent, OrgcUUID: "997004a6-e769-4ab8-b467-a1ca84cf0666", OrgcName: "ORGNAME", OrgID: "1", Published: true,
 				Timestamp: time.Unix(1795726686, 0).UTC(), Tags: []Tag{
 					{ID: "48", Name: "tlp:amber"}, {ID: "2", Name: `admiralty-scale:source-reliability="b"`},
 					{ID: "55", Name: "client-verification:local-tag", Local: true}, {ID: "42", Name: `workflow:state="complete"`},
@@ -277,13 +277,15 @@ func TestPublish(t *testing.T) {
 		{name: "failed push is a validation error (save-fail shape)", handlers: []http.HandlerFunc{
 			answer(403, `{"saved":false,"name":"Could not publish Event","message":"Could not publish Event","url":"/events/publish/13","errors":{"failed_servers":["1"]},"id":"13"}`)},
 			wantErr: ErrValidation, calls: 1},
-		{name: "502 twice then success", handlers: []http.HandlerFunc{answer(502, "<html>bad gateway</html>", "Content-Type", "text/html"),
-			answer(502, "<html>bad gateway</html>", "Content-Type", "text/html"), replay(t, "real/sync/api/63_A_admin_publish_e1.json")}, want: "Job queued", calls: 3},
+		{name: "502 is not retried: the publish may have gone through", handlers: []http.HandlerFunc{answer(502, "<html>bad gateway</html>", "Content-Type", "text/html"),
+			replay(t, "real/sync/api/63_A_admin_publish_e1.json")}, wantErr: ErrServer, calls: 1},
+		{name: "429 with Retry-After then success", handlers: []http.HandlerFunc{answer(429, `{"name":"Too Many Requests","message":"Too Many Requests","url":"/"}`, "Retry-After", "1"),
+			replay(t, "real/sync/api/63_A_admin_publish_e1.json")}, want: "Job queued", calls: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t).on("POST", "/events/publish/"+e1UUID, tt.handlers...)
-			c, _ := f.client()
+			c, _ := f.client(func(o *Options) { o.RetryMaxDelay = 5 * time.Second })
 			got, err := c.Publish(context.Background(), strings.ToUpper(e1UUID))
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -307,4 +309,58 @@ func TestPublish(t *testing.T) {
 
 func jsonString(s string) string {
 	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"`
+}
+
+func TestEventMetaByID(t *testing.T) {
+	tests := []struct {
+		name     string
+		id       string
+		handlers []http.HandlerFunc
+		wantUUID string
+		wantErr  error
+		calls    int
+	}{
+		{name: "the local id of a pulled event", id: "13",
+			handlers: []http.HandlerFunc{replay(t, "real/sync/api/51_A_events_index_eventid_e1.json")}, wantUUID: e1UUID, calls: 1},
+		{name: "an answer about another id is not found", id: "14",
+			handlers: []http.HandlerFunc{replay(t, "real/sync/api/51_A_events_index_eventid_e1.json")}, wantErr: ErrNotFound, calls: 1},
+		{name: "[] is not found", id: "13", handlers: []http.HandlerFunc{answer(200, `[]`, "X-Result-Count", "0")}, wantErr: ErrNotFound, calls: 1},
+		{name: "a uuid is refused before sending (EventMeta takes those)", id: e1UUID, wantErr: ErrInvalidArgument, calls: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			if len(tt.handlers) > 0 {
+				f.on("POST", "/events/index", tt.handlers...)
+			}
+			c, _ := f.client()
+			got, err := c.EventMetaByID(context.Background(), tt.id)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if got.UUID != tt.wantUUID {
+				t.Errorf("uuid = %q, want %q", got.UUID, tt.wantUUID)
+			}
+			if n := f.count("POST", "/events/index"); n != tt.calls {
+				t.Fatalf("%d calls, want %d", n, tt.calls)
+			}
+			if tt.calls > 0 {
+				jsonEqual(t, f.last("POST", "/events/index").Body, `{"eventid":"`+tt.id+`"}`)
+			}
+		})
+	}
+}
+
+func TestSearchSkipsRowsThatDoNotDecode(t *testing.T) {
+	body := `[{"id":"7","uuid":"5a3c2fcd-8328-42bb-a95e-4f4402de0b81","EventTag":"oops"},` +
+		`{"id":"8","uuid":"6b4d3ede-9439-43cc-b06f-5f5513ef1c92","published":true}]`
+	f := newFake(t).on("POST", "/events/index", answer(200, body, "X-Result-Count", "2"))
+	c, _ := f.client()
+	page, err := c.SearchEventsPage(context.Background(), EventSearch{Limit: 2, Page: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 1 || page.Events[0].ID != "8" || len(page.Skipped) != 1 || page.Skipped[0].ID != "7" || page.Rows != 2 {
+		t.Fatalf("page %+v", page)
+	}
 }

@@ -31,12 +31,17 @@ func FuzzDecodeEventIndex(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		events, err := decodeEventIndex(body)
+		events, skipped, err := decodeEventIndex(body)
 		if err != nil {
-			if events != nil {
+			if events != nil || skipped != nil {
 				t.Fatal("events returned with an error")
 			}
 			return
+		}
+		for i, s := range skipped {
+			if s.Reason == "" || s.Index < 0 || (i > 0 && s.Index <= skipped[i-1].Index) {
+				t.Fatalf("bad skipped row %+v", s)
+			}
 		}
 		for _, e := range events {
 			if e.UUID == "" || e.UUID != strings.ToLower(e.UUID) || e.OrgcUUID != strings.ToLower(e.OrgcUUID) {

@@ -216,7 +216,7 @@ func (c *Client) listWarninglists(ctx context.Context, req request) ([]Warningli
 // looked up in the full index instead.
 func (c *Client) FindWarninglist(ctx context.Context, name string) (*Warninglist, error) {
 	req := request{op: fmt.Sprintf("find warninglist %q", name), method: http.MethodPost,
-		route: "/warninglists/index", path: "/warninglists/index"}
+		route: "/warninglists/index", path: "/warninglists/index", idempotent: true}
 	if name == "" {
 		return nil, c.invalid(req, "empty warninglist name")
 	}
@@ -392,8 +392,10 @@ func appendEntries(b []byte, src EntrySource) []byte {
 // retry is refused with "Warninglist with same name already exists.", the list made by the
 // first attempt is looked up by name and its id returned.
 func (c *Client) AddWarninglist(ctx context.Context, wl Warninglist) (string, error) {
+	// Repeatable: a repeat of an add that went through is refused as a duplicate name and
+	// resolved by the lookup below.
 	req := request{op: fmt.Sprintf("add warninglist %q", wl.Name), method: http.MethodPost,
-		route: "/warninglists/add", path: "/warninglists/add"}
+		route: "/warninglists/add", path: "/warninglists/add", idempotent: true}
 	if wl.Name == "" {
 		return "", c.invalid(req, "empty warninglist name")
 	}
@@ -430,8 +432,9 @@ func (c *Client) EditWarninglist(ctx context.Context, id string, wl Warninglist)
 // its answer does not say). MISP's answer echoes every entry (testdata/real/api/28_…):
 // it is read as it arrives and only its head is kept.
 func (c *Client) UpdateWarninglist(ctx context.Context, id string, wl Warninglist) (int, error) {
+	// Repeatable: it sets the whole list.
 	req := request{op: fmt.Sprintf("edit warninglist %s (%q)", id, wl.Name), method: http.MethodPost,
-		route: "/warninglists/edit/{id}"}
+		route: "/warninglists/edit/{id}", idempotent: true}
 	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return 0, err
 	}
@@ -469,8 +472,9 @@ func (c *Client) SetWarninglistEnabled(ctx context.Context, id string, enabled b
 	if enabled {
 		verb, flag = "enable", 1
 	}
+	// Repeatable: "enabled" names the state wanted (not a toggle despite the endpoint's name).
 	req := request{op: verb + " warninglist " + id, method: http.MethodPost,
-		route: "/warninglists/toggleEnable", path: "/warninglists/toggleEnable"}
+		route: "/warninglists/toggleEnable", path: "/warninglists/toggleEnable", idempotent: true}
 	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return err
 	}
@@ -503,7 +507,8 @@ func (c *Client) SetWarninglistEnabled(ctx context.Context, id string, enabled b
 // that does not exist succeeds. MISP's checkValue cache may keep matching a deleted list
 // until the caches are rebuilt (any toggleEnable does it).
 func (c *Client) DeleteWarninglist(ctx context.Context, id string) error {
-	req := request{op: "delete warninglist " + id, method: http.MethodPost, route: "/warninglists/delete/{id}"}
+	// Repeatable: deleting a deleted list answers the same 302, confirmed below.
+	req := request{op: "delete warninglist " + id, method: http.MethodPost, route: "/warninglists/delete/{id}", idempotent: true}
 	if err := c.checkID(req, "warninglist id", id); err != nil {
 		return err
 	}
@@ -533,7 +538,7 @@ func (c *Client) DeleteWarninglist(ctx context.Context, id string) error {
 // map; keys are the values as MISP echoes them (trimmed). No values: no call.
 func (c *Client) CheckValues(ctx context.Context, values []string) (map[string][]WarninglistHit, error) {
 	req := request{op: fmt.Sprintf("check %d value(s) against warninglists", len(values)), method: http.MethodPost,
-		route: "/warninglists/checkValue", path: "/warninglists/checkValue"}
+		route: "/warninglists/checkValue", path: "/warninglists/checkValue", idempotent: true}
 	if len(values) == 0 {
 		return map[string][]WarninglistHit{}, nil
 	}

@@ -57,7 +57,7 @@ type ConfigMapOrgs struct {
 type configMapEntry struct {
 	uid  types.UID
 	rv   string
-	keys map[string]Source
+	keys map[string]OrgSource
 	used time.Time
 }
 
@@ -69,7 +69,7 @@ func NewConfigMapOrgs(meta, live client.Reader) *ConfigMapOrgs {
 
 // Reader returns a SourceFunc over the ConfigMaps of namespace ns.
 func (c *ConfigMapOrgs) Reader(ctx context.Context, ns string) SourceFunc {
-	return func(ref v1alpha1.ConfigMapKeyReference) (Source, error) { return c.Read(ctx, ns, ref) }
+	return func(ref v1alpha1.ConfigMapKeyReference) (OrgSource, error) { return c.Read(ctx, ns, ref) }
 }
 
 // Version is the resourceVersion of a ConfigMap from the metadata cache, "" when it does
@@ -95,18 +95,18 @@ func (c *ConfigMapOrgs) metadata(ctx context.Context, name types.NamespacedName)
 }
 
 // Read returns the organisations of one ConfigMap key of namespace ns.
-func (c *ConfigMapOrgs) Read(ctx context.Context, ns string, ref v1alpha1.ConfigMapKeyReference) (Source, error) {
+func (c *ConfigMapOrgs) Read(ctx context.Context, ns string, ref v1alpha1.ConfigMapKeyReference) (OrgSource, error) {
 	name := types.NamespacedName{Namespace: ns, Name: ref.Name}
 	pm, err := c.metadata(ctx, name)
 	if err != nil {
-		return Source{}, err
+		return OrgSource{}, err
 	}
 	if pm == nil {
 		c.forget(name)
 		return MissingSource(ref), nil
 	}
 	if !Allowed(pm) {
-		return notAllowed(ref, ns), nil
+		return NotAllowedSource(ref, ns), nil
 	}
 	if src, ok := c.cached(name, pm.UID, pm.ResourceVersion, ref.Key); ok {
 		return src, nil
@@ -117,35 +117,37 @@ func (c *ConfigMapOrgs) Read(ctx context.Context, ns string, ref v1alpha1.Config
 			c.forget(name)
 			return MissingSource(ref), nil
 		}
-		return Source{}, fmt.Errorf("read ConfigMap %s: %w", name, err)
+		return OrgSource{}, fmt.Errorf("read ConfigMap %s: %w", name, err)
 	}
 	// The label is checked again on the object whose data is used: the
 	// metadata cache may lag behind a label removal.
 	if !Allowed(&cm) {
-		return notAllowed(ref, ns), nil
+		return NotAllowedSource(ref, ns), nil
 	}
 	src := MissingSource(ref)
 	if v, ok := cm.Data[ref.Key]; ok {
 		orgs, problems := ParseOrgList(ConfigMapSource(ref), v)
 		// Kept sorted: EffectiveOrgsFrom merges sorted sources without copying them.
 		SortOrgs(orgs)
-		src = Source{Orgs: orgs, Problems: problems}
+		src = OrgSource{Orgs: orgs, Problems: problems}
 	}
 	c.store(name, cm.UID, cm.ResourceVersion, ref.Key, src)
 	return src, nil
 }
 
-func notAllowed(ref v1alpha1.ConfigMapKeyReference, ns string) Source {
-	return Source{Problems: []Problem{{Source: ConfigMapSource(ref), Kind: ProblemNotAllowed,
+// NotAllowedSource is the OrgSource of an organisationsFrom entry whose
+// ConfigMap (in namespace ns) does not carry AllowLabel: none of its data is used.
+func NotAllowedSource(ref v1alpha1.ConfigMapKeyReference, ns string) OrgSource {
+	return OrgSource{Problems: []Problem{{Source: ConfigMapSource(ref), Kind: ProblemNotAllowed,
 		Reason: NotAllowedMessage("ConfigMap", ns, ref.Name)}}}
 }
 
-func (c *ConfigMapOrgs) cached(name types.NamespacedName, uid types.UID, rv, key string) (Source, bool) {
+func (c *ConfigMapOrgs) cached(name types.NamespacedName, uid types.UID, rv, key string) (OrgSource, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.m[name]
 	if e == nil || e.uid != uid || e.rv != rv {
-		return Source{}, false
+		return OrgSource{}, false
 	}
 	src, ok := e.keys[key]
 	if ok {
@@ -154,13 +156,13 @@ func (c *ConfigMapOrgs) cached(name types.NamespacedName, uid types.UID, rv, key
 	return src, ok
 }
 
-func (c *ConfigMapOrgs) store(name types.NamespacedName, uid types.UID, rv, key string, src Source) {
+func (c *ConfigMapOrgs) store(name types.NamespacedName, uid types.UID, rv, key string, src OrgSource) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
 	e := c.m[name]
 	if e == nil || e.uid != uid || e.rv != rv {
-		e = &configMapEntry{uid: uid, rv: rv, keys: map[string]Source{}}
+		e = &configMapEntry{uid: uid, rv: rv, keys: map[string]OrgSource{}}
 		c.m[name] = e
 	}
 	e.keys[key] = src

@@ -31,11 +31,14 @@ func SecretRefs(inst *v1alpha1.MISPInstance) (apiKey v1alpha1.SecretKeyReference
 }
 
 // ClientOptions applies what the instance's spec says about reaching MISP
-// (URL, certificate verification, rate limit, timeout) to the process-wide
-// template. The API key and CA bundle come from Secrets; the caller sets them.
+// (URL, certificate verification, rate ceiling, timeout) to the process-wide
+// template, and names the client after the instance ("namespace/name": its
+// metrics' instance label, its concurrency-limit gauge). The API key and CA
+// bundle come from Secrets; the caller sets them.
 func ClientOptions(template misp.Options, inst *v1alpha1.MISPInstance) misp.Options {
 	o := template
 	o.URL = inst.Spec.URL
+	o.Instance = inst.Namespace + "/" + inst.Name
 	if t := inst.Spec.TLS; t != nil {
 		o.InsecureSkipVerify = t.InsecureSkipVerify
 	}

@@ -181,9 +181,9 @@ func ConfigMapSource(ref v1alpha1.ConfigMapKeyReference) string {
 // error means the ConfigMap could not be read (the caller retries).
 type LookupFunc func(ref v1alpha1.ConfigMapKeyReference) (value string, found bool, err error)
 
-// Source is one organisationsFrom entry as read: its organisations, or the
+// OrgSource is one organisationsFrom entry as read: its organisations, or the
 // problems that kept some (or all) of them out.
-type Source struct {
+type OrgSource struct {
 	Orgs     []Org
 	Problems []Problem
 }
@@ -191,21 +191,21 @@ type Source struct {
 // SourceFunc reads one organisationsFrom entry (ParseOrgList over a ConfigMap
 // key, usually through a cache; see ConfigMapOrgs). An error means it could not
 // be read now (the caller retries); a missing or not opted-in ConfigMap is a
-// Problem in the Source.
-type SourceFunc func(ref v1alpha1.ConfigMapKeyReference) (Source, error)
+// Problem in the OrgSource.
+type SourceFunc func(ref v1alpha1.ConfigMapKeyReference) (OrgSource, error)
 
 // EffectiveOrgs returns the policy's organisations (inline first, then each
 // organisationsFrom key in order), deduplicated by lower-case UUID and sorted
 // by UUID, with every problem met on the way. A name given inline wins over
 // one from a ConfigMap.
 func EffectiveOrgs(p *v1alpha1.OrgTrustPolicy, lookup LookupFunc) ([]Org, []Problem, error) {
-	return EffectiveOrgsFrom(p, func(ref v1alpha1.ConfigMapKeyReference) (Source, error) {
+	return EffectiveOrgsFrom(p, func(ref v1alpha1.ConfigMapKeyReference) (OrgSource, error) {
 		value, found, err := lookup(ref)
 		if err != nil || !found {
-			return Source{Problems: missing(ref)}, err
+			return OrgSource{Problems: missing(ref)}, err
 		}
 		orgs, problems := ParseOrgList(ConfigMapSource(ref), value)
-		return Source{Orgs: orgs, Problems: problems}, nil
+		return OrgSource{Orgs: orgs, Problems: problems}, nil
 	})
 }
 
@@ -213,9 +213,11 @@ func missing(ref v1alpha1.ConfigMapKeyReference) []Problem {
 	return []Problem{{Source: ConfigMapSource(ref), Kind: ProblemMissing, Reason: "ConfigMap or key not found"}}
 }
 
-// MissingSource is the Source of an organisationsFrom entry whose ConfigMap or
+// MissingSource is the OrgSource of an organisationsFrom entry whose ConfigMap or
 // key does not exist.
-func MissingSource(ref v1alpha1.ConfigMapKeyReference) Source { return Source{Problems: missing(ref)} }
+func MissingSource(ref v1alpha1.ConfigMapKeyReference) OrgSource {
+	return OrgSource{Problems: missing(ref)}
+}
 
 // EffectiveOrgsFrom is EffectiveOrgs over already parsed sources. An entry
 // listed several times in organisationsFrom is read once. The Orgs slices of

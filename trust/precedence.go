@@ -2,6 +2,7 @@ package trust
 
 import (
 	"container/heap"
+	"fmt"
 	"slices"
 	"sort"
 )
@@ -10,8 +11,9 @@ import (
 type Candidate struct {
 	Key               string // "namespace/name", see Key
 	Priority          int32
-	SourceReliability string // a..g
-	Orgs              []Org
+	SourceReliability string   // a..g
+	Orgs              []Org    // creator rules
+	Sharers           []Sharer // sharer rules (match.go)
 }
 
 // Beats reports whether a wins an organisation listed in both a and b: the
@@ -26,6 +28,25 @@ func Beats(a, b Candidate) bool {
 		return a.SourceReliability < b.SourceReliability
 	}
 	return a.Key < b.Key
+}
+
+// Why says which step of Beats decides between a and b, for a person reading a
+// plan or an explanation: "priority 100 > 50", "grade a before c" or "name
+// ns/alpha before ns/beta". It names the winner's value first; the caller knows
+// which one won (Beats). Kept next to Beats so the explanation cannot drift
+// from the rule.
+func Why(a, b Candidate) string {
+	w, l := a, b
+	if Beats(b, a) {
+		w, l = b, a
+	}
+	switch {
+	case w.Priority != l.Priority:
+		return fmt.Sprintf("priority %d > %d", w.Priority, l.Priority)
+	case w.SourceReliability != l.SourceReliability:
+		return fmt.Sprintf("same priority %d, grade %s before %s", w.Priority, w.SourceReliability, l.SourceReliability)
+	}
+	return fmt.Sprintf("same priority %d and grade %s, name %s before %s", w.Priority, w.SourceReliability, w.Key, l.Key)
 }
 
 // Loss is an organisation a policy lists but another policy wins.

@@ -230,3 +230,26 @@ func TestPartitionSharesAWholeListAndCapsLosses(t *testing.T) {
 		t.Errorf("Resolve: %d winners, %d losses", len(full.Winner), len(full.Losses["ns/b"]))
 	}
 }
+
+func TestWhyNamesTheStepOfBeatsThatDecides(t *testing.T) {
+	cases := []struct {
+		name string
+		a, b Candidate
+		want string
+	}{
+		{"priority decides, whatever the grades", Candidate{Key: "ns/z", Priority: 10, SourceReliability: "c"}, Candidate{Key: "ns/a", Priority: 5, SourceReliability: "a"}, "priority 10 > 5"},
+		{"grade decides at equal priority", Candidate{Key: "ns/z", Priority: 3, SourceReliability: "c"}, Candidate{Key: "ns/a", Priority: 3, SourceReliability: "a"}, "same priority 3, grade a before c"},
+		{"name decides at equal priority and grade", Candidate{Key: "ns/beta", SourceReliability: "b"}, Candidate{Key: "ns/alpha", SourceReliability: "b"}, "same priority 0 and grade b, name ns/alpha before ns/beta"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Why(tc.a, tc.b); got != tc.want {
+				t.Errorf("Why(a, b) = %q, want %q", got, tc.want)
+			}
+			// The explanation does not depend on the order of the arguments.
+			if got := Why(tc.b, tc.a); got != tc.want {
+				t.Errorf("Why(b, a) = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -81,7 +81,12 @@ type ZeroMQSpec struct {
 
 // APISpec limits the operator's use of the MISP REST API.
 type APISpec struct {
-	// RequestsPerSecond is the client-side rate limit per component (default 10).
+	// RequestsPerSecond caps the requests per second of each component. Without
+	// it the client adapts by itself: it keeps as many requests in flight as
+	// MISP serves without queueing them (an adaptive limit that backs off when
+	// MISP's latency rises or it answers 429/5xx; gauge
+	// misptrust_misp_concurrency_limit), so set it only to leave MISP capacity
+	// for others.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
@@ -99,8 +104,9 @@ type CurationSpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
-	// Concurrency is the number of events curated in parallel (default 4; a
-	// real MISP saturates around 30 API calls per second).
+	// Concurrency is the number of events curated in parallel (default 16).
+	// MISP's load is set by the client's adaptive limit on requests in flight,
+	// not by this: raise it only for a MISP with more than ~12 request workers.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=64
@@ -245,6 +251,11 @@ type CatchUpStatus struct {
 	// EventsScanned by the last pass.
 	// +optional
 	EventsScanned int64 `json:"eventsScanned,omitempty"`
+	// SkippedRows are rows of MISP's event index the last pass could not read
+	// (damaged, or MISP fails to render them) and skipped; the curator's log
+	// names each one.
+	// +optional
+	SkippedRows int64 `json:"skippedRows,omitempty"`
 }
 
 // MISPInstance is one MISP server the operator manages warninglists on and

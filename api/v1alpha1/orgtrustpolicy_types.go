@@ -35,11 +35,13 @@ type OrgTrustPolicySpec struct {
 	// +kubebuilder:validation:MaxLength=255
 	WarninglistName string `json:"warninglistName,omitempty"`
 
-	// ValuePrefix is written before each UUID in the warninglist (default
-	// "org_uuid:").
+	// ValuePrefix is written before each creator UUID in the warninglist
+	// (default "org_uuid:"). "sharer:" is reserved: sharingOrganisations are
+	// written as "sharer:<uuid>".
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[^\s#]*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'sharer:'",message="valuePrefix \"sharer:\" is reserved for sharingOrganisations entries"
 	ValuePrefix *string `json:"valuePrefix,omitempty"`
 
 	// Priority decides which policy wins when an organisation is in several
@@ -108,6 +110,55 @@ type OrgTrustPolicySpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
 	OrganisationsFrom []ConfigMapKeyReference `json:"organisationsFrom,omitempty"`
+
+	// SharingOrganisations trusted at this level: the sync partner that shared
+	// an event with our MISP, whoever created it. For a pushed event that is
+	// the event's owner organisation on our MISP (the pushing sync user's
+	// organisation); for a pulled event MISP makes the server link's own
+	// organisation the owner, so the partner is the remote organisation of the
+	// connected server it came through (servers/index RemoteOrg). organisations
+	// and organisationsFrom match the creator (Orgc) only; an event matched by
+	// several policies, as creator or as sharer, goes to the policy that wins
+	// by the precedence rule (priority, then sourceReliability, then name).
+	// Written into the warninglist as "sharer:<uuid>", never confused with a
+	// creator entry. The curator learns the sharer from the ZeroMQ feed at no
+	// MISP call (org and server ids, resolved from /organisations/index and
+	// /servers/index, which needs a site-admin key). Catch-up matches pushed
+	// events by sharer, but pulled events by creator only: no event column
+	// names the server a pull came through.
+	// +optional
+	// +listType=map
+	// +listMapKey=uuid
+	// +kubebuilder:validation:MaxItems=500
+	// +kubebuilder:validation:XValidation:rule="self.map(o, o.uuid.lowerAscii()).distinct().size() == self.size()",message="sharing organisation UUIDs must be unique (ignoring case)"
+	SharingOrganisations []SharingOrganisation `json:"sharingOrganisations,omitempty"`
+}
+
+// SharingOrganisation is a sync partner, identified by its organisation UUID,
+// optionally narrowed to the connected servers its events come through.
+type SharingOrganisation struct {
+	// UUID of the partner organisation.
+	// +kubebuilder:validation:MinLength=36
+	// +kubebuilder:validation:MaxLength=36
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	UUID string `json:"uuid"`
+
+	// Name of the organisation, written as the warninglist entry's comment.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[^\r\n#]*$`
+	Name string `json:"name,omitempty"`
+
+	// Servers narrows the rule to events pulled through these connected
+	// servers: their local ids on our MISP (Server.id in servers/index, the
+	// "Server" of add_from_connected_server). Events the partner pushes
+	// (which name no server) then no longer match. Empty: any server, and
+	// pushes.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[1-9][0-9]{0,9}$`
+	Servers []string `json:"servers,omitempty"`
 }
 
 // InstanceReference names a MISPInstance in the same namespace.
@@ -159,6 +210,10 @@ const (
 	ConditionOrganisationsValid = "OrganisationsValid"
 	// ConditionConflicts: some organisations are won by another policy.
 	ConditionConflicts = "Conflicts"
+	// ConditionSourceOverlaps: an organisation is a creator in one policy and
+	// a sharer in another (or the same), so its own shared events match both;
+	// the message names the winner.
+	ConditionSourceOverlaps = "SourceOverlaps"
 	// ConditionCurationPermitted: the MISPInstance's key can do what the
 	// curator needs for this policy (local tags: host organisation; publish:
 	// site admin).
@@ -209,6 +264,10 @@ type OrgTrustPolicyStatus struct {
 	// +optional
 	Organisations int32 `json:"organisations,omitempty"`
 
+	// SharingOrganisations is the number of sharing organisations.
+	// +optional
+	SharingOrganisations int32 `json:"sharingOrganisations,omitempty"`
+
 	// Tags are the effective tags attached to curated events.
 	// +optional
 	Tags []string `json:"tags,omitempty"`
@@ -251,15 +310,36 @@ type CurationStatus struct {
 	// Tagged counts events that got this policy's tags.
 	// +optional
 	Tagged int64 `json:"tagged,omitempty"`
-	// Published counts events this policy published.
+	// Published counts events this policy published: MISP published them
+	// synchronously, or the curator saw a publish MISP queued ("Job queued")
+	// take effect. A queued publish is counted only once confirmed.
 	// +optional
 	Published int64 `json:"published,omitempty"`
+	// PublishesUnconfirmed is the number of this policy's events whose publish
+	// MISP queued and the curator has not seen take effect yet (now, not a
+	// total). It stays high while MISP's background workers are down; see the
+	// PublishesConfirmed condition of the MISPInstance.
+	// +optional
+	PublishesUnconfirmed int64 `json:"publishesUnconfirmed,omitempty"`
+	// Republished counts publishes sent again because the queued one evidently
+	// failed (a later publish was confirmed while this event stayed unpublished).
+	// +optional
+	Republished int64 `json:"republished,omitempty"`
 	// AlreadyCurated counts events that needed nothing.
 	// +optional
 	AlreadyCurated int64 `json:"alreadyCurated,omitempty"`
 	// Failed counts events whose curation failed (they are retried).
 	// +optional
 	Failed int64 `json:"failed,omitempty"`
+	// WouldTag counts events that the curator would have tagged while the
+	// MISPInstance is in dry run (spec.curation.dryRun): it wrote nothing.
+	// With tagged, it tells what switching dry run off will do.
+	// +optional
+	WouldTag int64 `json:"wouldTag,omitempty"`
+	// WouldPublish counts events that the curator would have published while
+	// the MISPInstance is in dry run.
+	// +optional
+	WouldPublish int64 `json:"wouldPublish,omitempty"`
 	// LastEventUUID is the last event curated for this policy.
 	// +optional
 	LastEventUUID string `json:"lastEventUUID,omitempty"`

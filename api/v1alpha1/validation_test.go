@@ -146,6 +146,14 @@ func TestInvalidObjectsAreRejectedWithAClearMessage(t *testing.T) {
 			[]string{`api.timeout must be between 1s and 5m`}},
 		{"a value prefix with a space", validPolicy, []mutation{{"spec.valuePrefix", "org uuid:"}},
 			[]string{`spec.valuePrefix`, `should match`}},
+		{"the sharer prefix as creator value prefix (entries would be confused)", validPolicy, []mutation{{"spec.valuePrefix", "sharer:"}},
+			[]string{`spec.valuePrefix`, `valuePrefix "sharer:" is reserved for sharingOrganisations entries`}},
+		{"a sharing organisation listed twice in different case", validPolicy, []mutation{{"spec.sharingOrganisations", []any{
+			map[string]any{"uuid": "5cf66e53-b5f8-43e7-be9a-49880a3b4631"}, map[string]any{"uuid": "5CF66E53-B5F8-43E7-BE9A-49880A3B4631"}}}},
+			[]string{`sharing organisation UUIDs must be unique (ignoring case)`}},
+		{"a sharer server that is not a local server id", validPolicy, []mutation{{"spec.sharingOrganisations", []any{
+			map[string]any{"uuid": "5cf66e53-b5f8-43e7-be9a-49880a3b4631", "servers": []any{"B"}}}}},
+			[]string{`spec.sharingOrganisations[0].servers[0]`, `should match`}},
 		{"the same extra tag twice", validPolicy, []mutation{{"spec.extraTags", []any{"tlp:green", "tlp:green"}}},
 			[]string{`spec.extraTags[1]: Duplicate value: "tlp:green"`}},
 		{"an organisationsFrom entry without a key", validPolicy, []mutation{{"spec.organisationsFrom", []any{map[string]any{"name": "partners"}}}},

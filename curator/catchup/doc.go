@@ -43,10 +43,31 @@
 //     message for it curates it.
 //   - clock skew between the curator and MISP larger than SafetyMargin.
 //
-// Failures: the engine reports every finished curation (Settled). An event the engine
-// gave up on (MaxAttempts, or dropped) is re-enqueued at the next pass without a hint, and
-// the persisted watermark never moves past the pass that first saw an event still
-// unsettled, so a restart finds it again.
+// Failures: the engine reports every finished curation (Settled), and every hand-over it
+// refused (queue full) as a failure. An event the engine gave up on (MaxAttempts, refused)
+// is re-enqueued at the next pass without a hint, and the persisted watermark never moves
+// past the pass that first saw an event still unsettled, so a restart finds it again. An
+// event whose publish MISP queued but has not confirmed is Pending: it holds the watermark
+// like an unsettled event, and the engine, not catch-up, checks it and publishes again if
+// the job failed.
+//
+// # Damaged index rows
+//
+// One event MISP cannot serve must not stop catch-up: a row that does not decode is
+// skipped by the client (misp.EventPage.Skipped), and a page MISP answers with its own
+// internal error (500) or with a body the client cannot read is read again in smaller
+// pages, down to single rows. A single row that still fails at the end of the search is
+// skipped, logged with its position (and event id when known) and counted
+// (misptrust_catchup_skipped_rows_total, status.catchUp.skippedRows) — unless no read of
+// the search succeeded at all, or more than MaxBadRows rows fail: that is MISP failing,
+// not a damaged row, and the pass fails as a whole (502/503/504, 429 and network errors
+// always do).
+//
+// # Dry run
+//
+// In a dry run the engine only logs its plans, yet passes move the watermark. Rescan,
+// called once when dry run is switched off, makes the next pass scan the look-back window
+// again so that what arrived during the dry run is curated.
 //
 // # Trust changes
 //

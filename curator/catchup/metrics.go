@@ -14,6 +14,7 @@ type Metrics struct {
 	enqueued *prometheus.CounterVec
 	lag      *prometheus.GaugeVec
 	held     *prometheus.GaugeVec
+	skipped  *prometheus.CounterVec
 }
 
 // Label values of passes_total.
@@ -49,6 +50,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "misptrust_catchup_unsettled_events",
 			Help: "Events handed to the engine whose curation has not succeeded yet; they hold the persisted watermark back.",
 		}, []string{"instance"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misptrust_catchup_skipped_rows_total",
+			Help: "Rows of MISP's event index catch-up could not read (damaged, or MISP fails to render them) and skipped; the log names each one.",
+		}, []string{"instance"}),
 	}
 	if reg != nil {
 		m.passes = promutil.RegisterOrReuse(reg, m.passes)
@@ -56,6 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.enqueued = promutil.RegisterOrReuse(reg, m.enqueued)
 		m.lag = promutil.RegisterOrReuse(reg, m.lag)
 		m.held = promutil.RegisterOrReuse(reg, m.held)
+		m.skipped = promutil.RegisterOrReuse(reg, m.skipped)
 	}
 	return m
 }
@@ -70,6 +76,7 @@ func (m *Metrics) init(instance string) {
 		}
 	}
 	m.scanned.WithLabelValues(instance)
+	m.skipped.WithLabelValues(instance)
 	for _, k := range []string{KindPass, KindRecuration, "retry"} {
 		m.enqueued.WithLabelValues(instance, k)
 	}
@@ -100,6 +107,13 @@ func (m *Metrics) enqueue(instance, kind string) {
 	m.enqueued.WithLabelValues(instance, kind).Inc()
 }
 
+func (m *Metrics) skipRow(instance string) {
+	if m == nil {
+		return
+	}
+	m.skipped.WithLabelValues(instance).Inc()
+}
+
 func (m *Metrics) setLag(instance string, seconds float64) {
 	if m == nil {
 		return
@@ -119,7 +133,7 @@ func (m *Metrics) Forget(instance string) {
 	if m == nil {
 		return
 	}
-	for _, v := range []*prometheus.CounterVec{m.passes, m.scanned, m.enqueued} {
+	for _, v := range []*prometheus.CounterVec{m.passes, m.scanned, m.enqueued, m.skipped} {
 		v.DeletePartialMatch(prometheus.Labels{"instance": instance})
 	}
 	m.lag.DeleteLabelValues(instance)

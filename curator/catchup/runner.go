@@ -25,6 +25,7 @@ const (
 	DefaultMaxOrgQueries = 5
 	DefaultRetryBase     = 5 * time.Second
 	DefaultMaxUnsettled  = 100000
+	DefaultMaxBadRows    = 10
 )
 
 // Enqueuer is the part of the engine catch-up feeds; *engine.Engine satisfies it.
@@ -42,6 +43,9 @@ type Options struct {
 	Fields []TimeField
 	Index  *index.Index
 	Engine Enqueuer
+	// Sharers, when set, finds the sharing organisation of pushed events from their owner
+	// org id (policies with sharingOrganisations); the engine's table is meant.
+	Sharers engine.Sharers
 
 	// Interval between passes (default 5m), jittered by ±Jitter (default 0.1).
 	Interval time.Duration
@@ -63,6 +67,9 @@ type Options struct {
 	RetryBase time.Duration
 	// MaxUnsettled bounds the events tracked between Enqueue and Settled (default 100,000).
 	MaxUnsettled int
+	// MaxBadRows bounds the index rows one search may skip because MISP cannot serve them
+	// (default 10); more mean MISP itself is failing, and the pass fails instead.
+	MaxBadRows int
 
 	// Watermark returns the persisted watermark (zero: none); called once by Run, retried
 	// until it succeeds.
@@ -83,6 +90,9 @@ type Progress struct {
 	Watermark     time.Time
 	LastRun       time.Time
 	EventsScanned int64
+	// SkippedRows are the index rows the pass could not read and skipped (logged with
+	// their event ids).
+	SkippedRows int64
 }
 
 // Runner is the catch-up of one MISPInstance. Create it with New and start it with Run;
@@ -98,6 +108,8 @@ type Runner struct {
 	recurate    map[string]bool
 	unsettled   map[string]*unsettled
 	wm          time.Time // where the next pass scans from (before the margin)
+	rescan      time.Time // Rescan: the next pass scans from here if it is earlier
+	skipped     int64     // index rows skipped since the current pass started
 	full        bool      // MaxUnsettled reached (logged once)
 	lastStarted time.Time
 }
@@ -126,6 +138,7 @@ func New(opts Options) (*Runner, error) {
 	setDefault(&opts.MaxOrgQueries, DefaultMaxOrgQueries)
 	setDefault(&opts.RetryBase, DefaultRetryBase)
 	setDefault(&opts.MaxUnsettled, DefaultMaxUnsettled)
+	setDefault(&opts.MaxBadRows, DefaultMaxBadRows)
 	if opts.Jitter <= 0 || opts.Jitter >= 1 {
 		opts.Jitter = DefaultJitter
 	}
@@ -166,6 +179,19 @@ func (r *Runner) Trigger() {
 	case r.trigger <- struct{}{}:
 	default:
 	}
+}
+
+// Rescan asks for one pass soon that scans the look-back window (from now − Lookback, or
+// the watermark if that is earlier): after a dry run ends, the events that arrived during
+// it were only logged, and the watermark moved past them.
+func (r *Runner) Rescan() {
+	since := r.opts.Now().Add(-r.opts.Lookback)
+	r.mu.Lock()
+	if r.rescan.IsZero() || since.Before(r.rescan) {
+		r.rescan = since
+	}
+	r.mu.Unlock()
+	r.Trigger()
 }
 
 // Recurate asks for the events of these organisations within Lookback to be curated
@@ -209,6 +235,24 @@ func (r *Runner) Settled(eventUUID string, err error) {
 		u = r.unsettled[eventUUID]
 	}
 	u.failed = true
+	r.opts.Metrics.setHeld(r.opts.Instance, len(r.unsettled))
+}
+
+// Pending is told that the engine finished a curation of the event without settling it:
+// a publish MISP queued waits for its confirmation, which the engine checks and reports
+// with a final outcome (Settled). Until then the event holds the persisted watermark like
+// any unsettled event, and is not enqueued again as a failure.
+func (r *Runner) Pending(eventUUID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.unsettled[eventUUID]
+	if u == nil {
+		if !r.track(eventUUID, r.wm, r.opts.Now()) {
+			return
+		}
+		u = r.unsettled[eventUUID]
+	}
+	u.failed = false
 	r.opts.Metrics.setHeld(r.opts.Instance, len(r.unsettled))
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
@@ -488,5 +490,182 @@ func TestALatePullIsFoundOnlyByItsPublishTimestamp(t *testing.T) {
 				t.Fatalf("enqueued %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestDamagedIndexRowsNeverStopCatchUp: a row MISP cannot render (its page answers 500)
+// and a row without a uuid used to fail their pages and so every pass, for good: the
+// watermark froze and later pages were never read. The damaged rows are found by reading
+// the page again in smaller pages, skipped and recorded; every other event is enqueued
+// and the watermark moves.
+func TestDamagedIndexRowsNeverStopCatchUp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, func(o *Options) { o.Metrics = NewMetrics(reg) })
+	var all []string
+	for i := range 8 {
+		all = append(all, h.event(highOrg, time.Duration(60-i)*time.Minute, true))
+	}
+	h.misp.SetIndexRowFault(all[1], misptest.RowBreaksPage)  // page 1 of 3 rows answers 500
+	h.misp.SetIndexRowFault(all[5], misptest.RowWithoutUUID) // page 2: one row without uuid
+	h.rec.settle = func(uuid string) { h.runner.Settled(uuid, nil) }
+	start := h.clk.Now()
+	h.start()
+	p := h.nextPass()
+	want := []string{all[0], all[2], all[3], all[4], all[6], all[7]}
+	sort.Strings(want)
+	if got := uuids(h.rec.take()); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("enqueued %v, want every event but the two damaged ones %v", got, want)
+	}
+	if !p.Watermark.Equal(start) || p.SkippedRows != 2 {
+		t.Fatalf("progress %+v, want the watermark at the pass start %s and 2 skipped rows", p, start)
+	}
+	if got := testutil.ToFloat64(NewMetrics(reg).skipped.WithLabelValues("sec/misp")); got != 2 {
+		t.Errorf("skipped rows metric %v, want 2", got)
+	}
+}
+
+// TestAnOutageAnswering500IsNotMistakenForDamagedRows: when every read fails, nothing is
+// skipped: the pass fails, the watermark stays, and the events are found once MISP is back.
+func TestAnOutageAnswering500IsNotMistakenForDamagedRows(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, func(o *Options) { o.RetryBase = 20 * time.Millisecond; o.Metrics = NewMetrics(reg) })
+	ev := h.event(highOrg, time.Minute, true)
+	h.misp.SetFault("/events/index", misptest.Fault{ErrorStatus: 500})
+	h.start()
+	failed := NewMetrics(reg).passes.WithLabelValues("sec/misp", KindPass, resultError)
+	waitFor(t, "failed passes", func() bool { return testutil.ToFloat64(failed) >= 3 })
+	select {
+	case p := <-h.progress:
+		t.Fatalf("a pass completed during the outage: %+v", p)
+	default:
+	}
+	h.misp.SetFault("/events/index", misptest.Fault{})
+	p := h.nextPass()
+	if got := uuids(h.rec.take()); fmt.Sprint(got) != fmt.Sprint([]string{ev}) || p.SkippedRows != 0 {
+		t.Fatalf("after the outage enqueued %v, skipped %d; want %s and none", got, p.SkippedRows, ev)
+	}
+}
+
+func TestPendingEventsHoldTheWatermarkAndAreNotRetried(t *testing.T) {
+	h := newHarness(t, nil)
+	ev := h.event(highOrg, 10*time.Minute, true) // outside the window of the passes after the first
+	h.start()
+	h.nextPass()
+	h.rec.take()
+	// The engine queued a publish and waits for MISP to confirm it.
+	h.runner.Pending(ev)
+	h.clk.Advance(10 * time.Minute)
+	h.runner.Trigger()
+	p := h.nextPass()
+	if got := h.rec.take(); len(got) != 0 {
+		t.Fatalf("a pending event was enqueued again: %+v", got)
+	}
+	if p.Watermark.Equal(h.clk.Now()) {
+		t.Fatalf("watermark %s moved past a pending event", p.Watermark)
+	}
+	h.runner.Settled(ev, nil) // confirmed
+	h.clk.Advance(time.Minute)
+	h.runner.Trigger()
+	if p := h.nextPass(); !p.Watermark.Equal(h.clk.Now()) {
+		t.Fatalf("watermark %s, want %s once the publish is confirmed", p.Watermark, h.clk.Now())
+	}
+}
+
+func TestRescanCoversTheLookBackOnce(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.Watermark = func(context.Context) (time.Time, error) { return time.Date(2026, 11, 26, 11, 59, 0, 0, time.UTC), nil }
+	})
+	h.rec.settle = func(uuid string) { h.runner.Settled(uuid, nil) }
+	old := h.event(highOrg, 3*time.Hour, true) // arrived during a dry run: behind the watermark
+	h.start()
+	h.nextPass()
+	if got := h.rec.take(); len(got) != 0 {
+		t.Fatalf("the pass from the watermark enqueued %+v", got)
+	}
+	h.clk.Advance(time.Minute)
+	h.runner.Rescan()
+	h.nextPass()
+	if got := uuids(h.rec.take()); fmt.Sprint(got) != fmt.Sprint([]string{old}) {
+		t.Fatalf("the rescan enqueued %v, want %s", got, old)
+	}
+	h.clk.Advance(time.Minute)
+	h.runner.Trigger()
+	h.nextPass()
+	if got := h.rec.take(); len(got) != 0 {
+		t.Fatalf("the pass after the rescan enqueued %+v: the rescan must happen once", got)
+	}
+}
+
+// TestEventsTheEngineRefusesAreRetriedAtTheNextPass (defect 2): an event the engine
+// refused (its queue full) used to end without an outcome, so catch-up neither retried it
+// nor held the watermark for it — lost, and a re-curation with it. With a real engine
+// whose queue holds two events, every event handed over ends curated.
+func TestEventsTheEngineRefusesAreRetriedAtTheNextPass(t *testing.T) {
+	var runner *Runner
+	h := newHarness(t, nil)
+	eng := engine.New(engine.Options{Instance: "sec/misp", Index: h.idx, MISP: h.client, Concurrency: 1, MaxPending: 2,
+		OnOutcome: func(o engine.Outcome) {
+			if o.PublishPending && o.Err == nil {
+				runner.Pending(o.EventUUID)
+				return
+			}
+			runner.Settled(o.EventUUID, o.Err)
+		}})
+	var err error
+	runner, err = New(Options{Instance: "sec/misp", Searcher: MISPSearcher{Client: h.client}, Index: h.idx, Engine: eng,
+		Interval: time.Hour, MinSpacing: time.Nanosecond, PageSize: 3, Now: h.clk.Now, Rand: func() float64 { return 0.5 },
+		OnProgress: func(p Progress) { h.progress <- p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runner = runner
+	// Ten minutes old: after the first pass only catch-up's retries bring them back.
+	var events []string
+	for range 5 {
+		events = append(events, h.event(mediumOrg, 10*time.Minute, true))
+	}
+	old := h.event(mediumOrg, 20*time.Hour, true) // found only by the re-curation below
+	h.start()
+	h.nextPass() // the engine is not running yet: it takes two, refuses three
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = eng.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// A promotion of the org re-curates its events within the look-back, the old one too.
+	runner.Recurate([]string{mediumOrg})
+
+	curated := func(uuid string) bool {
+		e, _ := h.misp.Event(uuid)
+		for _, tag := range e.Tags {
+			if tag.Name == tagC && tag.Local {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := 0
+		for _, uuid := range append(events, old) {
+			if !curated(uuid) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events never curated: the refused ones were not retried", missing, len(events)+1)
+		}
+		waitFor(t, "the engine to drain", func() bool { return eng.Pending() == 0 })
+		h.clk.Advance(time.Minute)
+		runner.Trigger()
+		h.nextPass()
+	}
+	waitFor(t, "the engine to drain", func() bool { return eng.Pending() == 0 })
+	h.clk.Advance(time.Minute)
+	runner.Trigger()
+	if p := h.nextPass(); !p.Watermark.Equal(h.clk.Now()) {
+		t.Fatalf("watermark %s held back after every event settled (now %s)", p.Watermark, h.clk.Now())
 	}
 }

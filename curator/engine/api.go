@@ -47,18 +47,24 @@
 // Reading order, following one message: intake.go (HandleMessage: classify, hints,
 // trigger) → queue.go (entries, debounce, scheduler, workers, finish) → curate.go (one
 // attempt's MISP calls) → plan.go (the steps an event needs) → back to queue.go's
-// finish and report, which hand the Outcome to Options.OnOutcome. engine.go holds the
-// Engine itself (options, New, Run); api.go the types callers use.
+// finish and report, which hand the Outcome to Options.OnOutcome. publish.go follows a
+// publish MISP only queued until it is confirmed (or evidently failed); engine.go holds
+// the Engine itself (options, New, Run); api.go the types callers use.
+//
+// Every hand-over ends in an Outcome: a curation's, or a refusal (ErrQueueFull) or a
+// drop (an event deleted while waiting), so that catch-up sees it.
 package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/go-logr/logr"
 
 	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // MISP is the part of the MISP client (package misp) the engine calls; *misp.Client
@@ -76,6 +82,14 @@ type MISP interface {
 	Publish(ctx context.Context, eventUUID string) (string, error)
 }
 
+// Sharers is what the engine needs of curator/sources.Table.
+type Sharers interface {
+	// Sharer returns the partner that shared an event: the remote org of serverID when
+	// set (a pull), else the owner org ownerID ("" when that is a server link's own org).
+	// known is false when an id is unknown; calls is the MISP calls a refresh made.
+	Sharer(ctx context.Context, ownerID, serverID string) (uuid string, known bool, calls int)
+}
+
 // Source says what made the engine curate an event.
 type Source string
 
@@ -89,7 +103,14 @@ const (
 	SourceCatchUp Source = "catchup"
 	// SourceRecuration: Enqueue after a trust change (index.Diff).
 	SourceRecuration Source = "recuration"
+	// SourceConfirm: the engine checks a publish MISP queued ("Job queued") and has not
+	// confirmed yet (publish.go).
+	SourceConfirm Source = "confirm"
 )
+
+// ErrQueueFull is the Outcome.Err of an event the engine refused because Options.MaxPending
+// events are waiting: nothing was done, catch-up retries it at its next pass.
+var ErrQueueFull = errors.New("curation queue full")
 
 // Class groups curated events for the call-count metrics and the benchmark.
 type Class string
@@ -109,6 +130,10 @@ type Hint struct {
 	// Meta, when set, is the event's metadata as a search just returned it
 	// (misp.Client.SearchEvents): the curation then skips its own EventMeta read.
 	Meta *misp.EventMeta
+	// ReadAt is when the search that returned Meta was sent (the engine's clock). Meta
+	// read before the engine's last change to the event describes the event before it,
+	// and is not used. Zero: unknown (Meta is used).
+	ReadAt time.Time
 }
 
 // Options configure an Engine. Only Index and MISP are required.
@@ -120,8 +145,14 @@ type Options struct {
 	Index *index.Index
 	// MISP is the client (its own rate limit and HTTP retries apply underneath).
 	MISP MISP
-	// Concurrency is the number of events curated in parallel; default 4 (a real MISP
-	// saturates around 30 calls/s, design.md "Scale").
+	// Sharers resolves the numeric ids of the feed (Event.org_id, the server of a pull)
+	// to the sharing organisation's UUID from an in-memory table (curator/sources). Used
+	// only while a policy has sharingOrganisations; nil: events match by creator only.
+	Sharers Sharers
+	// Concurrency is the number of events curated in parallel; default 16. It is not
+	// what protects MISP: the client's adaptive concurrency limit (misp/limiter.go) decides
+	// how many calls are in flight, and a curation waits there for its turn. 16 leaves that
+	// limit room to use a MISP of up to ~12 request workers (hack/bench -mode capacity).
 	Concurrency int
 	// PushDebounce is how long a locked add|edit row message waits for the rest of its
 	// event (tags and attributes are saved after the row) when no *_from_connected_server
@@ -135,20 +166,27 @@ type Options struct {
 	// DryRun logs the plan of each event and calls nothing that writes (EventMeta reads
 	// still happen). It can be changed later with SetDryRun.
 	DryRun bool
-	// PublishMemoryTTL is how long the engine remembers that it published an event, so
-	// that a duplicate message or a catch-up pass does not publish again while MISP's
-	// background job has not flipped "published" yet (design.md "Failure model").
-	// Default 10m. A row message for the event (a new version) forgets it at once.
-	PublishMemoryTTL time.Duration
+	// ConfirmAfter is how long a publish MISP queued ("Job queued": a background worker
+	// publishes later, or not at all) waits for a confirmation from the feed (its
+	// misp_json) before the engine reads the event to check it; later checks back off up
+	// to ConfirmMaxDelay. Defaults 30s and 5m. See publish.go.
+	ConfirmAfter, ConfirmMaxDelay time.Duration
+	// PublishFailedAfter: a queued publish is sent again once the event still reads as
+	// unpublished this long after a publish the engine queued LATER was confirmed — the
+	// workers took the jobs queued after ours, so ours failed or vanished. Default 5m.
+	PublishFailedAfter time.Duration
+	// PublishStuckAfter: unconfirmed publishes older than this are reported as stuck
+	// (Unconfirmed().Stuck; MISP's workers down or losing jobs). Default 5m.
+	PublishStuckAfter time.Duration
 	// HintTTL is how long the engine remembers what the feed told about an event (creator
 	// org, and tags + published after a misp_json). Default 2m.
 	HintTTL time.Duration
 	// MaxHints bounds the remembered events (oldest forgotten first): about 0.5 KB each
-	// with a few tags, so the default 50,000 is at most ~25 MiB. It also bounds the
-	// remembered publishes.
+	// with a few tags, so the default 50,000 is at most ~25 MiB.
 	MaxHints int
 	// MaxPending bounds the events waiting or being curated; beyond it new events are
-	// dropped (counted, logged; catch-up finds them). Default 100,000.
+	// refused (an Outcome with ErrQueueFull: counted, logged, retried by catch-up). It
+	// also bounds the unconfirmed publishes. Default 100,000.
 	MaxPending int
 	// MaxAttempts bounds the curations of one event after transient failures (MISP 5xx,
 	// 429, network); the last failure is reported in Outcome.Err and the event is left to
@@ -166,7 +204,10 @@ type Options struct {
 	// nothing.
 	Metrics *Metrics
 	// OnOutcome is called once per finished curation (success, failure after the last
-	// attempt, untrusted, dry run), from a worker goroutine: keep it short.
+	// attempt, untrusted, dry run) and once per refused hand-over (ErrQueueFull, an event
+	// deleted while waiting), from a worker goroutine or the caller of HandleMessage or
+	// Enqueue: keep it short. An Outcome with PublishPending is not final: another one
+	// follows for the event once its publish is confirmed.
 	OnOutcome func(Outcome)
 	// Clock is the time source (tests); default the real clock.
 	Clock Clock
@@ -178,11 +219,30 @@ type Outcome struct {
 	Policy    string // winning policy key; "" when the creator org is untrusted
 	EventUUID string
 	OrgUUID   string // creator org; "" when it could not be read
-	Source    Source
-	Class     Class
+	// SharerUUID is the partner that shared the event with this MISP (the pushing org,
+	// or the remote org of the server it was pulled through); "" when unknown or not
+	// needed (no policy has sharingOrganisations).
+	SharerUUID string
+	// Via says which rule of Policy matched: "creator" or "sharer".
+	Via    trust.Via
+	Source Source
+	Class  Class
 
-	Tagged            bool // at least one policy tag was attached by this curation
-	Published         bool // this curation published the event
+	Tagged bool // at least one policy tag was attached by this curation
+	// Published: a publish of the engine took effect — MISP published synchronously, or a
+	// publish it queued was confirmed by this curation (a read or misp_json shows the
+	// event published after MISP answered "Job queued").
+	Published bool
+	// PublishQueued: this curation sent a publish that MISP queued (or whose outcome is
+	// unknown); it is not counted as Published until confirmed.
+	PublishQueued bool
+	// PublishPending: a publish of the engine is still unconfirmed after this curation;
+	// the event is not settled (catch-up holds its watermark), and a later Outcome says
+	// how it ended.
+	PublishPending bool
+	// Republished: the publish sent by this curation replaces one whose job evidently
+	// failed (a later publish was confirmed, this one not: Options.PublishFailedAfter).
+	Republished       bool
 	RemovedIncomplete bool // workflow:state="incomplete" was removed
 	RemovedTags       []string
 	AlreadyCurated    bool // trusted, and nothing was left to do

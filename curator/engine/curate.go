@@ -1,7 +1,7 @@
 // One curation attempt's REST steps: find the creator org and policy with as few
 // reads as possible, plan (plan.go), then attach, remove and publish, and classify a
 // failure as transient or final. Runs without e.mu, taking it only for the hints and the
-// publish memory.
+// unconfirmed publishes (publish.go).
 
 package engine
 
@@ -10,8 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
 	"github.com/misptrust/misp-trust-operator/trust"
 )
@@ -26,9 +26,19 @@ type attempt struct {
 	orgc     string
 }
 
-// curate runs one attempt for an event: find its creator org and policy with as few
-// reads as possible, plan, apply.
+// curate runs one attempt for an event and says whether a publish of ours is still
+// unconfirmed after it.
 func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead bool) attempt {
+	a := e.curateOnce(ctx, uuid, t, forceRead)
+	e.mu.Lock()
+	a.out.PublishPending = e.pubs.recs[uuid] != nil
+	e.mu.Unlock()
+	return a
+}
+
+// curateOnce runs one attempt for an event: find its creator org and policy with as few
+// reads as possible, plan, apply.
+func (e *Engine) curateOnce(ctx context.Context, uuid string, t trigger, forceRead bool) attempt {
 	var a attempt
 	if ctx.Err() != nil {
 		a.canceled = true
@@ -46,49 +56,102 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 		return cctx
 	}
 
+	// An unconfirmed publish of ours (publish.go): a check reads the event, and so does a
+	// curation that may find the job failed; a misp_json that showed our state confirms
+	// it without a read.
+	now := e.clock.Now()
+	e.mu.Lock()
+	rec := e.pubs.recs[uuid]
+	var feedOK, jobFailed bool
+	if rec != nil {
+		rec.checking = false
+		feedOK = rec.feedConfirmed
+		jobFailed = e.failedJob(rec, now)
+	}
+	e.mu.Unlock()
+	switch {
+	case feedOK:
+		// The misp_json that confirmed it is newer than any search result.
+		t.meta = nil
+	case rec != nil && jobFailed:
+		forceRead = true
+	}
+
 	// What we know without asking MISP: a search result given to Enqueue, else what the
 	// feed said (the row message names the creator org; a misp_json after it carries
 	// every tag and means published). A retry trusts neither: it re-derives everything.
 	var st eventState
 	known, locked := false, true
-	var version int64 // the event timestamp of the version curated, 0 if unknown
+	var owner string // the owner org's local id (Event.org_id), "" if unknown
+	if t.meta != nil && !t.metaAt.IsZero() {
+		e.mu.Lock()
+		if h, ok := e.hints.get(uuid, e.clock.Now()); ok && t.metaAt.Before(h.wrote) {
+			// Read before our last change to the event (a search racing a curation):
+			// it shows the event as it was, e.g. unpublished by our removal and not yet
+			// published by the job we queued.
+			t.meta = nil
+		}
+		e.mu.Unlock()
+	}
 	switch {
 	case forceRead:
 	case t.meta != nil:
-		a.orgc, st, known, locked, version = t.meta.OrgcUUID, stateOf(*t.meta), true, t.meta.Locked, unix(t.meta.Timestamp)
+		a.orgc, st, known, locked = t.meta.OrgcUUID, stateOf(*t.meta), true, t.meta.Locked
+		owner = t.meta.OrgID
 	default:
 		e.mu.Lock()
 		if h, ok := e.hints.get(uuid, e.clock.Now()); ok {
-			a.orgc, version = h.orgc, h.ts
+			a.orgc, owner = h.orgc, h.owner
 			if h.known {
 				st, known, locked = h.state, true, h.locked
 			}
 		}
 		e.mu.Unlock()
 	}
-	if a.orgc != "" {
-		if _, trusted := e.opts.Index.Lookup(a.orgc); !trusted {
-			// Untrusted creator named by the feed: no call at all (design.md §3).
+	// The sharer matters only while a policy has sharer rules; a pull names its server,
+	// a pushed row its owner org, both resolved from memory (curator/sources).
+	bySharer := e.opts.Sharers != nil && e.opts.Index.HasSharers()
+	if a.orgc != "" && rec == nil && (!bySharer || owner != "" || t.server != "") {
+		if _, _, trusted := e.lookup(ctx, &a, owner, t.server, bySharer); !trusted {
+			// Untrusted creator and sharer named by the feed: no call at all (design.md §3).
 			a.out.Class = untrustedClass(t.source)
 			a.out.OrgUUID = a.orgc
 			return a
 		}
 	}
+	if rec != nil && known && st.Published && !feedOK {
+		// Published, says a search or the feed — but perhaps from before our publish:
+		// only a read made now confirms it.
+		known = false
+	}
+	fresh := feedOK // the state shows what happened after MISP answered our publish
 	if !known {
 		meta, err := e.opts.MISP.EventMeta(callCtx(), uuid)
 		a.out.Calls++
 		if err != nil {
 			return e.failed(ctx, a, "read metadata", err)
 		}
-		a.orgc, st, locked, version = meta.OrgcUUID, stateOf(meta), meta.Locked, unix(meta.Timestamp)
+		a.orgc, st, locked = meta.OrgcUUID, stateOf(meta), meta.Locked
+		if meta.OrgID != "" {
+			owner = meta.OrgID
+		}
+		fresh = true
 	}
 	a.out.OrgUUID = a.orgc
-	pol, trusted := e.opts.Index.Lookup(a.orgc)
+	pol, via, trusted := e.lookup(ctx, &a, owner, t.server, bySharer)
+	if rec != nil && (!trusted || !pol.Publish || !locked) {
+		// The trust changed meanwhile: the publish is no longer wanted, nothing to confirm.
+		e.mu.Lock()
+		e.dropPublish(uuid)
+		e.mu.Unlock()
+		rec = nil
+	}
 	if !trusted {
 		a.out.Class = untrustedClass(t.source)
 		a.state = &st
 		return a
 	}
+	a.out.Via = via
 	a.out.Policy = pol.Key
 	a.out.Class = ClassTagOnly
 	if pol.Publish {
@@ -101,10 +164,23 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 		return a
 	}
 
-	e.mu.Lock()
-	_, recent := e.pubs.get(uuid, e.clock.Now())
-	e.mu.Unlock()
-	plan := makePlan(pol, st, recent)
+	resend := false
+	if rec != nil {
+		switch {
+		case st.Published && fresh:
+			// The queued publish is confirmed: count it now.
+			e.mu.Lock()
+			e.confirmPublish(rec, now)
+			e.mu.Unlock()
+			a.out.Published = true
+			rec = nil
+		case !st.Published && fresh && jobFailed:
+			// Still unpublished long after a later publish of ours was confirmed: the
+			// workers took our job and it failed or vanished. Publish again.
+			resend = true
+		}
+	}
+	plan := makePlan(pol, st, rec != nil && !resend)
 	a.out.Plan = plan
 	if plan.Empty() {
 		a.out.AlreadyCurated = true
@@ -147,21 +223,60 @@ func (e *Engine) curate(ctx context.Context, uuid string, t trigger, forceRead b
 		}
 		removed = append(removed, tag)
 	}
+	published := false
 	if plan.Publish || (plan.PublishIfUnpublished && unpublished) {
 		// After the tags: removing a global tag unpublished the event (sync/api/59–60).
-		_, err := e.opts.MISP.Publish(callCtx(), uuid)
+		e.mu.Lock()
+		started := e.pubs.tick()
+		e.mu.Unlock()
+		msg, err := e.opts.MISP.Publish(callCtx(), uuid)
 		a.out.Calls++
-		if err != nil {
+		switch {
+		case err == nil && !isQueued(msg):
+			// Published synchronously ("Event published without alerts").
+			published, a.out.Published = true, true
+			e.mu.Lock()
+			e.dropPublish(uuid)
+			e.mu.Unlock()
+		case err == nil || misp.OutcomeUnknown(err):
+			// "Job queued", or no answer: unconfirmed until a read or misp_json shows it
+			// (publish.go). A retry after an unknown outcome reads the event and finds
+			// this record, so it never publishes blindly a second time.
+			e.mu.Lock()
+			replaced := e.recordPublish(uuid, pol.Key, started, plan.Attach, removed, err, e.clock.Now())
+			e.mu.Unlock()
+			a.out.PublishQueued = true
+			if replaced && resend {
+				a.out.Republished = true
+				e.met.resent()
+				e.log.Info("a publish MISP queued evidently failed (a later one was confirmed, this event is still unpublished): published again",
+					"event", uuid, "policy", pol.Key)
+			}
+			if err != nil {
+				return e.failed(ctx, a, "publish", err)
+			}
+		default:
 			return e.failed(ctx, a, "publish", err)
 		}
-		a.out.Published = true
-		e.mu.Lock()
-		e.pubs.put(uuid, version, e.clock.Now())
-		e.mu.Unlock()
 	}
-	after := st.after(plan.Attach, removed, unpublished, a.out.Published || (recent && !unpublished))
+	after := st.after(plan.Attach, removed, unpublished, published)
 	a.state = &after
 	return a
+}
+
+// lookup finds the policy of the event: by its creator alone, or — bySharer — by
+// trust.Match over the creator and the sharer (the partner that pushed it, or the
+// remote org of the server it was pulled through). A sharer id missing from the table
+// leaves the sharer unknown: the creator decides.
+func (e *Engine) lookup(ctx context.Context, a *attempt, owner, server string, bySharer bool) (index.Policy, trust.Via, bool) {
+	if !bySharer {
+		pol, ok := e.opts.Index.Lookup(a.orgc)
+		return pol, trust.ViaCreator, ok
+	}
+	sharer, _, calls := e.opts.Sharers.Sharer(ctx, owner, server)
+	a.out.Calls += calls
+	a.out.SharerUUID = sharer
+	return e.opts.Index.LookupSource(trust.Source{Creator: a.orgc, Sharer: sharer, Server: server})
 }
 
 // failed classifies an error of one step.
@@ -200,13 +315,6 @@ func untrustedClass(s Source) Class {
 		return ClassUntrustedPushed
 	}
 	return ClassUntrusted
-}
-
-func unix(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.Unix()
 }
 
 func stateOf(m misp.EventMeta) eventState {

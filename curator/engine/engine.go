@@ -11,17 +11,20 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultConcurrency      = 4
-	DefaultPushDebounce     = 5 * time.Second
-	DefaultCoalesceWindow   = time.Second
-	DefaultPublishMemoryTTL = 10 * time.Minute
-	DefaultHintTTL          = 2 * time.Minute
-	DefaultMaxHints         = 50_000
-	DefaultMaxPending       = 100_000
-	DefaultMaxAttempts      = 5
-	DefaultRetryBaseDelay   = 2 * time.Second
-	DefaultRetryMaxDelay    = 2 * time.Minute
-	DefaultCurationTimeout  = 2 * time.Minute
+	DefaultConcurrency        = 16
+	DefaultPushDebounce       = 5 * time.Second
+	DefaultCoalesceWindow     = time.Second
+	DefaultConfirmAfter       = 30 * time.Second
+	DefaultConfirmMaxDelay    = 5 * time.Minute
+	DefaultPublishFailedAfter = 5 * time.Minute
+	DefaultPublishStuckAfter  = 5 * time.Minute
+	DefaultHintTTL            = 2 * time.Minute
+	DefaultMaxHints           = 50_000
+	DefaultMaxPending         = 100_000
+	DefaultMaxAttempts        = 5
+	DefaultRetryBaseDelay     = 2 * time.Second
+	DefaultRetryMaxDelay      = 2 * time.Minute
+	DefaultCurationTimeout    = 2 * time.Minute
 )
 
 // Engine curates the events of one MISPInstance. Create it with New, start its workers
@@ -44,7 +47,7 @@ type Engine struct {
 	wake     chan struct{}     // tells the scheduler that the earliest due time moved
 	hints    *ttlCache[*hint]  // what the feed told about recent events, by uuid
 	ids      map[string]string // local event id → uuid, for misp_json_tag (ids of hints only)
-	pubs     *ttlCache[int64]  // events this engine published recently → the version (event timestamp) it curated
+	pubs     *pubTracker       // publishes MISP queued and the engine has not confirmed yet (publish.go)
 	lastDrop time.Time         // last "queue full" log line
 }
 
@@ -69,7 +72,13 @@ func New(opts Options) *Engine {
 	if opts.CoalesceWindow > opts.PushDebounce {
 		opts.CoalesceWindow = opts.PushDebounce
 	}
-	setDefault(&opts.PublishMemoryTTL, DefaultPublishMemoryTTL)
+	setDefault(&opts.ConfirmAfter, DefaultConfirmAfter)
+	setDefault(&opts.ConfirmMaxDelay, DefaultConfirmMaxDelay)
+	setDefault(&opts.PublishFailedAfter, DefaultPublishFailedAfter)
+	setDefault(&opts.PublishStuckAfter, DefaultPublishStuckAfter)
+	if opts.ConfirmMaxDelay < opts.ConfirmAfter {
+		opts.ConfirmMaxDelay = opts.ConfirmAfter
+	}
 	setDefault(&opts.HintTTL, DefaultHintTTL)
 	setDefault(&opts.MaxHints, DefaultMaxHints)
 	setDefault(&opts.MaxPending, DefaultMaxPending)
@@ -95,7 +104,7 @@ func New(opts Options) *Engine {
 		entries: map[string]*entry{},
 		wake:    make(chan struct{}, 1),
 		ids:     map[string]string{},
-		pubs:    newTTLCache[int64](opts.PublishMemoryTTL, opts.MaxHints, nil),
+		pubs:    newPubTracker(),
 	}
 	e.hints = newTTLCache(opts.HintTTL, opts.MaxHints, e.forgetID)
 	e.cond = sync.NewCond(&e.mu)
@@ -110,10 +119,11 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// Run starts Options.Concurrency workers and the scheduler and blocks until ctx ends.
-// Curations in flight are cancelled with ctx; events still waiting are dropped, counted
-// and logged (catch-up finds them after a restart). Run returns nil after ctx ends, and
-// must not be called twice.
+// Run starts Options.Concurrency workers, the scheduler and the publish checks, and
+// blocks until ctx ends. Curations in flight are cancelled with ctx; events still waiting
+// are dropped, counted and logged (catch-up finds them after a restart), and so are the
+// unconfirmed publishes (their events hold catch-up's watermark). Run returns nil after
+// ctx ends, and must not be called twice.
 func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i := 0; i < e.opts.Concurrency; i++ {
@@ -123,6 +133,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.worker(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.confirmLoop(ctx)
+	}()
 	e.schedule(ctx)
 
 	e.mu.Lock()
@@ -147,6 +162,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // SetDryRun switches dry-run mode for the curations that start from now on.
 func (e *Engine) SetDryRun(on bool) { e.dryRun.Store(on) }
+
+// DryRun reports whether the engine is in dry-run mode.
+func (e *Engine) DryRun() bool { return e.dryRun.Load() }
 
 // Pending is the number of events waiting (debounce, backoff, queue) or being curated.
 func (e *Engine) Pending() int {

@@ -122,8 +122,8 @@ func TestDuplicateMessagesCurateOnceAndPublishOnce(t *testing.T) {
 		ev.eng.HandleMessage(m)
 	}
 	first := ev.outcome()
-	if !first.Published {
-		t.Fatalf("first outcome %+v", first)
+	if first.Published || !first.PublishQueued || !first.PublishPending {
+		t.Fatalf("first outcome %+v: want a queued publish, unconfirmed", first)
 	}
 	ev.idle()
 	// Later duplicates: the pull message again, our own tag messages, a catch-up pass
@@ -304,9 +304,10 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 			t.Fatalf("event %q published %v", tagState(got), got.Published)
 		}
 	})
-	t.Run("publish fails after the unpublishing removal: the retry re-reads and publishes", func(t *testing.T) {
+	t.Run("publish refused after the unpublishing removal: the retry re-reads and publishes", func(t *testing.T) {
 		ev := newEnv(t, envConfig{})
-		ev.srv.SetFault("/events/publish", misptest.Fault{ErrorStatus: 502})
+		// A 429 says MISP did not publish (a 5xx would not: see TestUnknownPublishOutcome).
+		ev.srv.SetFault("/events/publish", misptest.Fault{ErrorStatus: 429})
 		e := ev.srv.SimulatePull(partnerEvent(orgHigh, true, tlpGreen, incompleteTag))
 		ev.deliver(nil)
 		deadline := time.Now().Add(eventually)
@@ -540,7 +541,12 @@ func TestFollowUpDoesNotReuseStateFromBeforeTheCuration(t *testing.T) {
 		ev.deliver(nil)
 		ev.waitInFlight("/tags/removeTagFromObject") // the publish is in flight
 		ev.eng.Enqueue(e.UUID, Hint{Meta: &stale})
+		// The follow-up is scheduled when the first curation finishes, and another worker
+		// may report it before the first worker reports its own outcome: order by start.
 		first, second := ev.outcome(), ev.outcome()
+		if second.Received.Before(first.Received) {
+			first, second = second, first
+		}
 		ev.idle()
 		if first.Err != nil || !first.Tagged || !first.Published {
 			t.Fatalf("first outcome %+v", first)
@@ -569,6 +575,9 @@ func TestFollowUpDoesNotReuseStateFromBeforeTheCuration(t *testing.T) {
 		ev.waitInFlight("/tags/attachTagToObject") // the removal is in flight
 		ev.eng.HandleMessage(msgs[len(msgs)-1])    // add_from_connected_server again
 		first, second := ev.outcome(), ev.outcome()
+		if second.Received.Before(first.Received) { // reports of two workers may swap
+			first, second = second, first
+		}
 		ev.idle()
 		if !first.Tagged || !errors.Is(first.Err, misp.ErrForbidden) {
 			t.Fatalf("first outcome %+v", first)
@@ -609,4 +618,34 @@ func TestEnqueueJoinsAPendingPushDebounce(t *testing.T) {
 		t.Fatalf("event %q published %v", tagState(got), got.Published)
 	}
 	ev.noOutcome(100 * time.Millisecond)
+}
+
+// TestRefusedAndDroppedHandOversEndInAnOutcome (defect 2): an event refused at MaxPending
+// or dropped by a delete message used to vanish without an outcome, so catch-up never
+// retried it. Every hand-over now ends in an outcome: refused is a failure (catch-up
+// retries it), deleted is settled.
+func TestRefusedAndDroppedHandOversEndInAnOutcome(t *testing.T) {
+	ev := newEnv(t, envConfig{fakeClock: true, opts: func(o *Options) { o.MaxPending = 1 }})
+	row := frame(t, "event_add_pushed_row")
+	ev.eng.HandleMessage(row) // waits for its debounce: the queue is full
+	const other = "5a3c2fcd-8328-42bb-a95e-4f4402de0b81"
+	ev.eng.Enqueue(other, Hint{Source: SourceRecuration})
+	o := ev.outcome()
+	if o.EventUUID != other || !errors.Is(o.Err, ErrQueueFull) || o.Source != SourceRecuration {
+		t.Fatalf("refused hand-over: outcome %+v, want ErrQueueFull for %s", o, other)
+	}
+	pulled := frame(t, "event_add_from_server_uuid")
+	ev.eng.HandleMessage(pulled)
+	if o := ev.outcome(); o.EventUUID != pulled.EventUUID || !errors.Is(o.Err, ErrQueueFull) || o.Source != SourcePull {
+		t.Fatalf("refused pull: outcome %+v", o)
+	}
+	del := row
+	del.Action = feed.ActionDelete
+	ev.eng.HandleMessage(del)
+	if o := ev.outcome(); o.EventUUID != row.EventUUID || o.Err != nil || o.Skipped != "event deleted" {
+		t.Fatalf("deleted while waiting: outcome %+v", o)
+	}
+	if ev.eng.Pending() != 0 {
+		t.Fatalf("pending %d", ev.eng.Pending())
+	}
 }

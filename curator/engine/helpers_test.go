@@ -68,6 +68,9 @@ type envConfig struct {
 	apiKey    func(*misptest.Server) string // default the site admin's key
 	fakeClock bool
 	opts      func(*Options)
+	// clientRetries turns the MISP client's own retries on (production settings, short
+	// delays); off by default so that the engine's retries are under test.
+	clientRetries bool
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -78,8 +81,12 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if cfg.apiKey != nil {
 		key = cfg.apiKey(srv)
 	}
-	// No HTTP retries in the client: the engine's own retries are under test.
-	client, err := misp.New(misp.Options{URL: srv.URL(), APIKey: key, QPS: -1, MaxRetries: -1, Timeout: 10 * time.Second})
+	// No HTTP retries in the client unless asked: the engine's own retries are under test.
+	mo := misp.Options{URL: srv.URL(), APIKey: key, QPS: -1, MaxRetries: -1, Timeout: 10 * time.Second}
+	if cfg.clientRetries {
+		mo.MaxRetries, mo.RetryBaseDelay, mo.RetryMaxDelay = misp.DefaultMaxRetries, time.Millisecond, 10*time.Millisecond
+	}
+	client, err := misp.New(mo)
 	if err != nil {
 		t.Fatal(err)
 	}

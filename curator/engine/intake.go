@@ -22,10 +22,16 @@ func (e *Engine) HandleMessage(m feed.Message) {
 	now := e.clock.Now()
 	class := classify(m)
 	e.met.message(class)
+	var out *Outcome // a hand-over the queue refused, or an event deleted while waiting
+	defer func() {
+		if out != nil {
+			e.report(*out)
+		}
+	}()
 	switch class {
 	case msgPulled:
 		e.mu.Lock()
-		e.trigger(m.EventUUID, trigger{source: SourcePull, pulled: true, received: now, due: now}, now)
+		out = e.trigger(m.EventUUID, trigger{source: SourcePull, pulled: true, server: m.ServerID, received: now, due: now}, now)
 		e.mu.Unlock()
 	case msgPulledByID:
 		// A pull by the partner's numeric id (sync/zmq/45, 48): the id is useless here.
@@ -35,7 +41,7 @@ func (e *Engine) HandleMessage(m feed.Message) {
 	case msgSyncedRow:
 		e.mu.Lock()
 		e.learnRow(m, now)
-		e.trigger(m.EventUUID, trigger{source: SourcePush, received: now, due: now.Add(e.opts.PushDebounce)}, now)
+		out = e.trigger(m.EventUUID, trigger{source: SourcePush, received: now, due: now.Add(e.opts.PushDebounce)}, now)
 		e.mu.Unlock()
 	case msgDelete:
 		e.mu.Lock()
@@ -43,11 +49,25 @@ func (e *Engine) HandleMessage(m feed.Message) {
 		if en := e.entries[m.EventUUID]; en != nil && en.state != stateRunning {
 			e.removeEntry(en)
 			e.met.drop(dropDeleted, 1)
+			// An outcome all the same: whoever handed the event over (catch-up) learns
+			// that it is settled.
+			out = &Outcome{Instance: e.opts.Instance, EventUUID: m.EventUUID, Source: en.trigger.source,
+				Skipped: "event deleted", Received: en.trigger.received, Due: now, At: now}
 		}
 		e.mu.Unlock()
 	case msgPublish:
 		e.mu.Lock()
-		e.learnPublish(m, now)
+		tags := make([]string, len(m.Tags))
+		for i, t := range m.Tags {
+			tags[i] = t.Name
+		}
+		if e.feedConfirms(m.EventUUID, tags) {
+			// Our queued publish ran (or a later one): the check needs no read.
+			e.learnPublishAnyway(m, now)
+			out = e.trigger(m.EventUUID, trigger{source: SourceConfirm, received: now, due: now}, now)
+		} else {
+			e.learnPublish(m, now)
+		}
 		// misp_json is the last message of a published push (sync README "push-new"):
 		// the event is complete, but a pull still sends *_from_connected_server after it,
 		// so wait CoalesceWindow rather than the whole debounce.
@@ -74,7 +94,8 @@ func (e *Engine) HandleMessage(m feed.Message) {
 //     message of a pull; names the creator org;
 //   - msgLocalRow: an add|edit row with locked:false — created here, never curated;
 //   - msgDelete: the event was deleted;
-//   - msgPublish: misp_json — a hint (tags, published), never a curation by itself;
+//   - msgPublish: misp_json — a hint (tags, published), never a curation by itself,
+//     except the check that confirms a publish we queued (publish.go);
 //   - msgTag: a tag attached to / detached from an event — a hint;
 //   - msgInvalid: an event message without the UUID it needs;
 //   - msgOther: everything else (attributes, heartbeats, audit, …).
@@ -132,14 +153,18 @@ func (e *Engine) Enqueue(eventUUID string, h Hint) {
 	}
 	now := e.clock.Now()
 	e.mu.Lock()
-	e.trigger(eventUUID, trigger{source: h.Source, meta: h.Meta, received: now, due: now}, now)
+	out := e.trigger(eventUUID, trigger{source: h.Source, meta: h.Meta, metaAt: h.ReadAt, received: now, due: now}, now)
 	e.mu.Unlock()
+	if out != nil {
+		e.report(*out)
+	}
 }
 
 // hint is what the feed told about an event.
 type hint struct {
 	eventID string
 	orgc    string
+	owner   string // owner org's local id (Event.org_id): the sharer of a pushed event
 	// known: state below is the event's state after its last row message, learnt from a
 	// misp_json (full event, every tag with its locality) or from our own curation; no
 	// tag change was announced since.
@@ -149,6 +174,9 @@ type hint struct {
 	// curated: state is what our own curation of version ts left.
 	curated bool
 	state   eventState
+	// wrote is when a curation of ours last changed the event or saw its publish take
+	// effect: metadata read before it is stale (Hint.ReadAt).
+	wrote time.Time
 }
 
 // learnRow: a row message (locked) starts a new version of the event: its creator org is
@@ -162,19 +190,12 @@ func (e *Engine) learnRow(m feed.Message, now time.Time) {
 		e.putHint(m.EventUUID, old, now)
 		return
 	}
-	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, locked: true, ts: m.Timestamp}
+	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, owner: m.OrgID, locked: true, ts: m.Timestamp}
 	if had {
-		if h.eventID == "" {
-			h.eventID = old.eventID
-		}
-		if h.orgc == "" {
-			h.orgc = old.orgc
-		}
+		h.wrote = old.wrote
+		h.keep(old)
 	}
 	e.putHint(m.EventUUID, h, now)
-	if ts, ok := e.pubs.get(m.EventUUID, now); ok && (ts == 0 || ts != m.Timestamp) {
-		e.pubs.delete(m.EventUUID)
-	}
 }
 
 // learnPublish: misp_json carries the full event once its tags and attributes are saved,
@@ -188,18 +209,23 @@ func (e *Engine) learnPublish(m feed.Message, now time.Time) {
 		// misp_json after our curation): it describes the event before our changes.
 		return
 	}
-	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, known: true, locked: m.Locked, ts: m.Timestamp,
+	e.learnPublishAnyway(m, now)
+}
+
+// learnPublishAnyway stores what a misp_json says about the event, whatever the hint
+// said before.
+func (e *Engine) learnPublishAnyway(m feed.Message, now time.Time) {
+	old, had := e.hints.get(m.EventUUID, now)
+	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, owner: m.OrgID, known: true, locked: m.Locked, ts: m.Timestamp,
 		state: eventState{Published: true, Tags: make([]misp.Tag, 0, len(m.Tags))}}
+	if had {
+		h.wrote = old.wrote
+	}
 	for _, t := range m.Tags {
 		h.state.Tags = append(h.state.Tags, misp.Tag{Name: t.Name, Local: t.Local})
 	}
 	if had {
-		if h.eventID == "" {
-			h.eventID = old.eventID
-		}
-		if h.orgc == "" {
-			h.orgc = old.orgc
-		}
+		h.keep(old)
 	}
 	e.putHint(m.EventUUID, h, now)
 }
@@ -227,15 +253,41 @@ func (e *Engine) learnTag(m feed.Message, now time.Time) {
 	e.putHint(uuid, &h, now)
 }
 
-// learnCurated: after a curation the engine knows the event's state.
-func (e *Engine) learnCurated(uuid, orgc string, st eventState, now time.Time) {
+// learnCurated: after a curation the engine knows the event's state; changed says the
+// curation wrote (or confirmed a publish).
+func (e *Engine) learnCurated(uuid, orgc string, st eventState, changed bool, now time.Time) {
 	h := &hint{orgc: orgc, known: true, locked: true, curated: true, state: st}
 	if old, ok := e.hints.get(uuid, now); ok {
-		h.eventID, h.ts = old.eventID, old.ts
-		if h.orgc == "" {
-			h.orgc = old.orgc
-		}
+		h.ts, h.wrote = old.ts, old.wrote
+		h.keep(old)
 	}
+	if changed {
+		h.wrote = now
+	}
+	e.putHint(uuid, h, now)
+}
+
+// keep fills what a newer message did not say from the older hint.
+func (h *hint) keep(old *hint) {
+	if h.eventID == "" {
+		h.eventID = old.eventID
+	}
+	if h.orgc == "" {
+		h.orgc = old.orgc
+	}
+	if h.owner == "" {
+		h.owner = old.owner
+	}
+}
+
+// wrote records that a curation changed the event (or may have: a failure after a write).
+func (e *Engine) wrote(uuid string, now time.Time) {
+	h := &hint{}
+	if old, ok := e.hints.get(uuid, now); ok {
+		cp := *old
+		h = &cp
+	}
+	h.wrote = now
 	e.putHint(uuid, h, now)
 }
 
@@ -255,7 +307,7 @@ func (e *Engine) forgetLocked(uuid string) {
 	if h, ok := e.hints.delete(uuid); ok {
 		e.forgetID(uuid, h)
 	}
-	e.pubs.delete(uuid)
+	e.dropPublish(uuid)
 }
 
 func (e *Engine) putHint(uuid string, h *hint, now time.Time) {

@@ -20,13 +20,18 @@ type Metrics struct {
 	messages  *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	retries   *prometheus.CounterVec
+	// unconfirmed is the exact series alerts are built on (issue 13): publishes MISP
+	// answered "Job queued" (or did not answer) and not confirmed yet.
+	unconfirmed *prometheus.GaugeVec
+	resent      *prometheus.CounterVec
 }
 
 // Outcome actions (label "action" of misptrust_curator_outcomes_total). One curation can
 // count several: tagged and published, for instance.
 const (
 	ActionTagged            = "tagged"
-	ActionPublished         = "published"
+	ActionPublished         = "published" // confirmed: synchronous, or a queued one confirmed
+	ActionPublishQueued     = "publish_queued"
 	ActionRemovedIncomplete = "removed_incomplete"
 	ActionAlreadyCurated    = "already_curated"
 	ActionUntrusted         = "untrusted"
@@ -57,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "misptrust_curator_outcomes_total",
-			Help: "Curations by winning policy (\"\" when untrusted) and action (tagged, published, removed_incomplete, already_curated, untrusted, dry_run, skipped, failed).",
+			Help: "Curations by winning policy (\"\" when untrusted) and action (tagged, published, publish_queued, removed_incomplete, already_curated, untrusted, dry_run, skipped, failed); published counts confirmed publishes only.",
 		}, []string{"instance", "policy", "action"}),
 		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "misptrust_curator_misp_calls_per_event",
@@ -93,6 +98,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "misptrust_curator_retries_total",
 			Help: "Curations scheduled again after a transient MISP failure.",
 		}, []string{"instance"}),
+		unconfirmed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "misptrust_curator_unconfirmed_publishes",
+			Help: "Publishes MISP answered \"Job queued\" (or did not answer) that no read or misp_json has confirmed yet; growing while MISP's background workers are down.",
+		}, []string{"instance"}),
+		resent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "misptrust_curator_publishes_resent_total",
+			Help: "Publishes sent again because the queued one evidently failed (a later publish was confirmed, this event stayed unpublished).",
+		}, []string{"instance"}),
 	}
 	if reg == nil {
 		return m
@@ -106,6 +119,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.messages = promutil.RegisterOrReuse(reg, m.messages)
 	m.dropped = promutil.RegisterOrReuse(reg, m.dropped)
 	m.retries = promutil.RegisterOrReuse(reg, m.retries)
+	m.unconfirmed = promutil.RegisterOrReuse(reg, m.unconfirmed)
+	m.resent = promutil.RegisterOrReuse(reg, m.resent)
 	return m
 }
 
@@ -124,6 +139,8 @@ func (m *Metrics) Forget(instance string) {
 	m.messages.DeletePartialMatch(l)
 	m.dropped.DeletePartialMatch(l)
 	m.retries.DeletePartialMatch(l)
+	m.unconfirmed.DeletePartialMatch(l)
+	m.resent.DeletePartialMatch(l)
 }
 
 // instMetrics binds Metrics to one instance; every method is nil-safe.
@@ -140,6 +157,8 @@ func (im instMetrics) init() {
 	im.m.inFlight.WithLabelValues(im.inst).Set(0)
 	im.m.coalesced.WithLabelValues(im.inst)
 	im.m.retries.WithLabelValues(im.inst)
+	im.m.unconfirmed.WithLabelValues(im.inst).Set(0)
+	im.m.resent.WithLabelValues(im.inst)
 	for _, r := range []string{dropQueueFull, dropShutdown, dropDeleted} {
 		im.m.dropped.WithLabelValues(im.inst, r)
 	}
@@ -150,6 +169,11 @@ func (im instMetrics) outcome(o Outcome) {
 		return
 	}
 	inc := func(action string) { im.m.outcomes.WithLabelValues(im.inst, o.Policy, action).Inc() }
+	if o.Policy != "" {
+		// A policy's failure counter exists at 0 from its first curation: an alert on
+		// increase() misses the first increment of a series that appears at 1.
+		im.m.outcomes.WithLabelValues(im.inst, o.Policy, ActionFailed)
+	}
 	switch {
 	case o.Err != nil:
 		inc(ActionFailed)
@@ -168,10 +192,15 @@ func (im instMetrics) outcome(o Outcome) {
 	if o.Published {
 		inc(ActionPublished)
 	}
+	if o.PublishQueued {
+		inc(ActionPublishQueued)
+	}
 	if o.RemovedIncomplete {
 		inc(ActionRemovedIncomplete)
 	}
-	if o.Class != "" {
+	if o.Class != "" && o.Source != SourceConfirm {
+		// A publish check is not a curation of its own: its read shows in the MISP
+		// request metrics, not in the per-event budget.
 		im.m.calls.WithLabelValues(im.inst, string(o.Class)).Observe(float64(o.Calls))
 	}
 	if !o.Received.IsZero() {
@@ -202,6 +231,18 @@ func (im instMetrics) coalesce() {
 func (im instMetrics) drop(reason string, n int) {
 	if im.m != nil && n > 0 {
 		im.m.dropped.WithLabelValues(im.inst, reason).Add(float64(n))
+	}
+}
+
+func (im instMetrics) unconfirmed(n int) {
+	if im.m != nil {
+		im.m.unconfirmed.WithLabelValues(im.inst).Set(float64(n))
+	}
+}
+
+func (im instMetrics) resent() {
+	if im.m != nil {
+		im.m.resent.WithLabelValues(im.inst).Inc()
 	}
 }
 

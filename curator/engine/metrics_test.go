@@ -18,6 +18,13 @@ func TestMetricsOfACuration(t *testing.T) {
 	ev.outcome()
 	ev.idle()
 
+	// Exported at 0 before any failure (read before the checks below create series).
+	if v, ok := gathered(t, reg, "misptrust_curator_outcomes_total", "sec/high", ActionFailed); !ok || v != 0 {
+		t.Errorf("failed outcomes of sec/high = %v (exported: %v), want 0", v, ok)
+	}
+	if _, ok := gathered(t, reg, "misptrust_curator_outcomes_total", "", ActionFailed); ok {
+		t.Error("a failed series for the untrusted (\"\") policy")
+	}
 	m := NewMetrics(reg) // the same collectors, already registered
 	cases := []struct {
 		name string
@@ -93,4 +100,28 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	im.coalesce()
 	im.drop(dropQueueFull, 1)
 	im.retry()
+}
+
+// gathered is the value of the series of name with the policy and action labels.
+func gathered(t *testing.T, reg *prometheus.Registry, name, policy, action string) (float64, bool) {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["policy"] == policy && l["action"] == action {
+				return m.GetCounter().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }

@@ -60,11 +60,10 @@ func containsFold(list []string, s string) bool {
 //     policy of the org, e.g. before a promotion; a grade predicate is exclusive). Global
 //     ones belong to the partner and removing them would unpublish the event;
 //   - for publishing policies remove workflow:state="incomplete" (local or global) and
-//     publish when the event is unpublished — unless we published it moments ago and
-//     MISP's background job has not flipped the flag yet (recentlyPublished) — or when
-//     the removal of a GLOBAL incomplete tag will unpublish it (misp-api.md §1.10;
-//     sync/api/59–60).
-func makePlan(pol index.Policy, st eventState, recentlyPublished bool) Plan {
+//     publish when the event is unpublished — unless a publish of ours is queued in MISP
+//     and not confirmed yet (publishInFlight, publish.go) — or when the removal of a
+//     GLOBAL incomplete tag will unpublish it (misp-api.md §1.10; sync/api/59–60).
+func makePlan(pol index.Policy, st eventState, publishInFlight bool) Plan {
 	var p Plan
 	for _, t := range pol.Tags {
 		if !st.has(t) {
@@ -87,7 +86,7 @@ func makePlan(pol index.Policy, st eventState, recentlyPublished bool) Plan {
 		}
 	}
 	switch {
-	case !st.Published && !recentlyPublished:
+	case !st.Published && !publishInFlight:
 		p.Publish = true
 	case unpublishes:
 		p.PublishIfUnpublished = true
@@ -124,7 +123,7 @@ func (s eventState) after(attached, removed []string, unpublished, published boo
 
 // PlanFor is the plan the engine would follow for an event in the state m (as
 // misp.Client.EventMeta or SearchEvents report it) under policy p, ignoring the
-// engine's memory of its own recent publishes. An empty plan means the event is
+// engine's unconfirmed publishes. An empty plan means the event is
 // curated: catch-up can use it to skip events that need nothing.
 func PlanFor(p index.Policy, m misp.EventMeta) Plan {
 	return makePlan(p, stateOf(m), false)

@@ -9,11 +9,13 @@ package engine
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/misptrust/misp-trust-operator/misp"
+	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // entry is one event the engine will curate (or is curating).
@@ -41,30 +43,42 @@ const (
 // trigger is what asked for a curation.
 type trigger struct {
 	source   Source
-	pulled   bool // *_from_connected_server seen: the event is complete, curate now
+	pulled   bool   // *_from_connected_server seen: the event is complete, curate now
+	server   string // the local id of the server link a pull came through (its sharer)
+	read     bool   // read the metadata whatever the hints say (a publish check)
 	meta     *misp.EventMeta
+	metaAt   time.Time // when meta was read (Hint.ReadAt)
 	received time.Time // first message of this curation
 	due      time.Time
 }
 
-// trigger merges t into the event's entry or creates one.
-func (e *Engine) trigger(uuid string, t trigger, now time.Time) {
+// trigger merges t into the event's entry or creates one. When MaxPending events wait
+// already it refuses the new one and returns the Outcome to report (without e.mu): a
+// failure, which catch-up retries at its next pass.
+func (e *Engine) trigger(uuid string, t trigger, now time.Time) *Outcome {
 	en := e.entries[uuid]
 	if en == nil {
 		if len(e.entries) >= e.opts.MaxPending {
 			e.met.drop(dropQueueFull, 1)
 			if now.Sub(e.lastDrop) >= 10*time.Second {
 				e.lastDrop = now
-				e.log.Info("curation queue full: event dropped, catch-up will find it", "event", uuid, "maxPending", e.opts.MaxPending)
+				e.log.Info("curation queue full: event refused, catch-up will retry it", "event", uuid, "maxPending", e.opts.MaxPending)
 			}
-			return
+			return &Outcome{Instance: e.opts.Instance, EventUUID: uuid, Source: t.source, Received: t.received, Due: now, At: now,
+				Err: fmt.Errorf("curate event %s: %w (%d events waiting)", uuid, ErrQueueFull, e.opts.MaxPending)}
 		}
 		en = &entry{uuid: uuid, trigger: t, heapIdx: -1}
 		e.entries[uuid] = en
 		e.place(en, t.due, now)
 		e.gauge()
-		return
+		return nil
 	}
+	e.merge(en, t, now)
+	return nil
+}
+
+// merge folds a trigger into the entry of its event.
+func (e *Engine) merge(en *entry, t trigger, now time.Time) {
 	e.met.coalesce()
 	switch en.state {
 	case stateRunning:
@@ -106,16 +120,21 @@ func (e *Engine) trigger(uuid string, t trigger, now time.Time) {
 }
 
 // merge folds a later trigger into t: a pull wins over a push, metadata is kept, the
-// first reception time stays.
+// first reception time stays. A publish check only adds its read: the curation keeps the
+// source that asked for it first.
 func (t *trigger) merge(u trigger) {
+	t.read = t.read || u.read
+	if u.server != "" {
+		t.server = u.server
+	}
 	if u.pulled {
 		t.pulled = true
 		t.source = SourcePull
-	} else if !t.pulled && t.source == SourcePush && u.source != SourcePush {
+	} else if !t.pulled && t.source == SourcePush && u.source != SourcePush && u.source != SourceConfirm {
 		t.source = u.source
 	}
 	if u.meta != nil {
-		t.meta = u.meta
+		t.meta, t.metaAt = u.meta, u.metaAt
 	}
 	if u.due.After(t.due) && !t.pulled {
 		t.due = u.due
@@ -227,7 +246,7 @@ func (e *Engine) worker(ctx context.Context) {
 		e.gauge()
 		t := en.trigger
 		en.trigger.meta = nil // used once: a retry reads again
-		forceRead := en.forceRead
+		forceRead := en.forceRead || t.read
 		e.mu.Unlock()
 
 		res := e.curate(ctx, en.uuid, t, forceRead)
@@ -255,11 +274,16 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 	acc.Calls += a.out.Calls
 	acc.Tagged = acc.Tagged || a.out.Tagged
 	acc.Published = acc.Published || a.out.Published
+	acc.PublishQueued = acc.PublishQueued || a.out.PublishQueued
+	acc.Republished = acc.Republished || a.out.Republished
+	acc.PublishPending = a.out.PublishPending
 	acc.RemovedIncomplete = acc.RemovedIncomplete || a.out.RemovedIncomplete
 	acc.RemovedTags = append(acc.RemovedTags, a.out.RemovedTags...)
 	acc.Policy, acc.OrgUUID, acc.Class, acc.Plan = a.out.Policy, a.out.OrgUUID, a.out.Class, a.out.Plan
+	acc.SharerUUID, acc.Via = a.out.SharerUUID, a.out.Via
 	acc.DryRun, acc.Skipped = a.out.DryRun, a.out.Skipped
-	acc.AlreadyCurated = a.out.AlreadyCurated && !acc.Tagged && !acc.Published && len(acc.RemovedTags) == 0
+	acc.AlreadyCurated = a.out.AlreadyCurated && !acc.Tagged && !acc.Published && !acc.PublishQueued &&
+		!acc.PublishPending && len(acc.RemovedTags) == 0
 	acc.Source = t.source
 
 	if a.canceled {
@@ -288,12 +312,13 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 	}
 	switch {
 	case a.state != nil && !out.DryRun:
-		e.learnCurated(en.uuid, a.orgc, *a.state, now)
-	case a.err != nil || out.Tagged || out.Published || len(out.RemovedTags) > 0:
+		e.learnCurated(en.uuid, a.orgc, *a.state, out.Tagged || out.Published || out.PublishQueued || len(out.RemovedTags) > 0, now)
+	case a.err != nil || out.Tagged || out.Published || out.PublishQueued || len(out.RemovedTags) > 0:
 		// Failed for good, possibly after some writes (or a timeout whose write went
 		// through): what the feed told before this curation no longer describes the
 		// event, so the next curation (a follow-up, catch-up) reads it again.
 		e.forgetState(en.uuid, now)
+		e.wrote(en.uuid, now)
 	}
 	if en.next != nil {
 		// Messages arrived while it ran: one follow-up curation.
@@ -310,16 +335,27 @@ func (e *Engine) finish(en *entry, t trigger, a attempt) *Outcome {
 // report logs, counts and hands out a finished curation (without e.mu).
 func (e *Engine) report(o Outcome) {
 	e.met.outcome(o)
-	changed := o.Tagged || o.Published || len(o.RemovedTags) > 0
+	changed := o.Tagged || o.Published || o.PublishQueued || len(o.RemovedTags) > 0
 	if o.Err != nil || changed || e.log.V(1).Enabled() {
 		kv := []any{"event", o.EventUUID, "org", o.OrgUUID, "policy", o.Policy, "source", o.Source, "calls", o.Calls}
+		if o.Via == trust.ViaSharer {
+			kv = append(kv, "sharer", o.SharerUUID)
+		}
 		switch {
+		case errors.Is(o.Err, ErrQueueFull):
+			// Logged by trigger, at most every 10 s: a flood must not flood the log too.
 		case o.Err != nil:
 			e.log.Error(o.Err, "curation failed; catch-up will try again", append(kv, "attempts", o.Attempts)...)
 		case changed:
-			e.log.Info("curated event", append(kv, "attached", o.Plan.Attach, "removed", o.RemovedTags, "published", o.Published)...)
+			kv = append(kv, "attached", o.Plan.Attach, "removed", o.RemovedTags, "published", o.Published)
+			if o.PublishQueued || o.PublishPending {
+				kv = append(kv, "publishQueued", o.PublishQueued, "publishPending", o.PublishPending, "republished", o.Republished)
+			}
+			e.log.Info("curated event", kv...)
 		case o.Skipped != "":
 			e.log.V(1).Info("event skipped", append(kv, "reason", o.Skipped)...)
+		case o.PublishPending:
+			e.log.V(1).Info("the publish MISP queued is not confirmed yet", kv...)
 		case o.DryRun:
 			// logged with the plan by curate
 		default:

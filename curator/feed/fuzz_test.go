@@ -272,6 +272,7 @@ func (v *refValidator) row(m *Message, e map[string]any, nested bool) {
 		v.ok = false
 	}
 	m.EventID = v.id(e["id"])
+	m.OrgID = v.id(e["org_id"])
 	m.Locked = v.boolish(e["locked"])
 	m.Published = v.boolish(e["published"])
 	m.Timestamp = v.integer(e["timestamp"])

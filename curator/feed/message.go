@@ -97,13 +97,13 @@ type Heartbeat struct {
 // Message is one parsed frame. Which fields are set depends on Kind:
 //
 //   - KindEvent (misp_json_event): Action; for add/edit/delete the payload holds
-//     the event row (HasRow) with EventUUID, EventID, Locked, Published,
+//     the event row (HasRow) with EventUUID, EventID, OrgID, Locked, Published,
 //     Timestamp, and for add/edit the sibling Orgc (OrgcUUID, OrgcName) and
 //     EventTag (Tags, HasTags). For *_from_connected_server, "Event" is the event
 //     UUID (EventUUID) or, after a pull by numeric id, the PARTNER's numeric id
 //     (RemoteEventID; EventUUID is empty, the id is useless locally and the engine
 //     skips the message — catch-up finds the event), plus ServerID.
-//   - KindPublish (misp_json): EventUUID, EventID, Locked, Published, Timestamp,
+//   - KindPublish (misp_json): EventUUID, EventID, OrgID, Locked, Published, Timestamp,
 //     OrgcUUID/OrgcName (nested Event.Orgc), Tags (Event.Tag, local tags included).
 //   - KindEventTag / KindTag (misp_json_tag): Action, TagName, TagLocal, EventID
 //     (the tag's event_id) and AttributeID. Detach messages carry no "local" key;
@@ -123,6 +123,9 @@ type Message struct {
 	EventID       string
 	RemoteEventID string
 	ServerID      string
+	// OrgID is the owner organisation's local id (Event.org_id of the row): the
+	// partner after a push, the server link's org after a pull. Only the id travels.
+	OrgID string
 
 	HasRow    bool
 	Locked    bool

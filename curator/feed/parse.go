@@ -217,7 +217,7 @@ func internAction(raw []byte, esc bool) Action {
 // UUID, or the partner's numeric id after a pull by id (sync/zmq/45_…, 48_…).
 func (d *decoder) eventValue() (bool, error) {
 	m := &d.m
-	m.EventUUID, m.EventID, m.RemoteEventID = "", "", ""
+	m.EventUUID, m.EventID, m.RemoteEventID, m.OrgID = "", "", "", ""
 	m.HasRow, m.Locked, m.Published, m.Timestamp = false, false, false, 0
 	at := d.s.start()
 	switch c := d.s.peek(); {
@@ -279,6 +279,8 @@ func (d *decoder) eventRow(base string, nested bool) error {
 			}
 		case k == "id":
 			m.EventID, err = d.id(path{base, "id"})
+		case k == "org_id":
+			m.OrgID, err = d.id(path{base, "org_id"})
 		case k == "locked":
 			m.Locked, err = d.boolish(path{base, "locked"})
 		case k == "published":

@@ -1,14 +1,10 @@
 package feed
 
-import (
-	"bytes"
-	"encoding/json"
-	"testing"
-)
+import "testing"
 
 // BenchmarkParse measures Parse on captured frames and on a 10 MiB misp_json.
-// The encoding/json sub-benchmarks decode the same fields into small structs
-// (the straightforward alternative) for comparison.
+// BenchmarkParseCandidates compares it with JSON libraries doing the same job
+// (parse_compare_test.go; the numbers are in doc.go).
 func BenchmarkParse(b *testing.B) {
 	cases := []struct {
 		name  string
@@ -34,48 +30,4 @@ func BenchmarkParse(b *testing.B) {
 			}
 		})
 	}
-	for _, c := range cases {
-		if c.name != "event_add_row" && c.name != "publish_10MiB" && c.name != "publish_3KiB" {
-			continue
-		}
-		b.Run("encoding_json/"+c.name, func(b *testing.B) {
-			payload := c.frame[bytes.IndexByte(c.frame, ' ')+1:]
-			b.SetBytes(int64(len(c.frame)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := json.Unmarshal(payload, new(stdEventPayload)); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-type stdTag struct {
-	Name  string `json:"name"`
-	Local bool   `json:"local"`
-}
-
-type stdEventPayload struct {
-	Action string `json:"action"`
-	Event  struct {
-		ID        string `json:"id"`
-		UUID      string `json:"uuid"`
-		Locked    bool   `json:"locked"`
-		Published bool   `json:"published"`
-		Timestamp string `json:"timestamp"`
-		Orgc      struct {
-			UUID string `json:"uuid"`
-			Name string `json:"name"`
-		} `json:"Orgc"`
-		Tag []stdTag `json:"Tag"`
-	} `json:"Event"`
-	Orgc struct {
-		UUID string `json:"uuid"`
-		Name string `json:"name"`
-	} `json:"Orgc"`
-	EventTag []struct {
-		Local bool   `json:"local"`
-		Tag   stdTag `json:"Tag"`
-	} `json:"EventTag"`
 }

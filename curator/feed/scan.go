@@ -13,8 +13,9 @@ const maxDepth = 10000
 // the curator needs a handful of fields from messages that can be megabytes
 // (misp_json carries every attribute, and its "Tag" list comes after them): it
 // reads the few values it is asked for and skips everything else in one pass,
-// without building values for the skipped parts. encoding/json would scan the
-// payload twice (validation, then decoding) — see BenchmarkParse.
+// without building values for the skipped parts. It was measured against
+// encoding/json, jsontext (JSON v2) and fastjson doing the same job; none came
+// within 2× on time and memory for every frame (doc.go, BenchmarkParseCandidates).
 //
 // Validity rules are those of encoding/json (RFC 8259 grammar, no UTF-8 check,
 // nesting ≤ 10000); the fuzz test checks the two agree.

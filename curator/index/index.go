@@ -101,7 +101,10 @@ func (k uuidKey) String() string {
 
 // Snapshot is the immutable trust index of one instance at one point in time.
 type Snapshot struct {
-	orgs     map[uuidKey]int32 // org → index in policies
+	orgs map[uuidKey]int32 // org → index in policies
+	// sharers: sharing org → its sharer rules, best first by trust.Beats (LookupSource).
+	sharers  map[uuidKey][]sharerRule
+	cands    []trust.Candidate // per policy index: priority, grade, key (no orgs) for trust.Beats
 	policies []Policy          // sorted by key
 	counts   []int             // organisations won, per policy
 }
@@ -138,6 +141,7 @@ func Build(policies []*v1alpha1.OrgTrustPolicy, orgsOf func(*v1alpha1.OrgTrustPo
 	for _, won := range res.Won {
 		size += len(won)
 	}
+	sort.SliceStable(cands, func(i, j int) bool { return trust.Beats(cands[i], cands[j]) })
 
 	s := &Snapshot{orgs: make(map[uuidKey]int32, size)}
 	keys := make([]string, 0, len(byKey))
@@ -149,7 +153,22 @@ func Build(policies []*v1alpha1.OrgTrustPolicy, orgsOf func(*v1alpha1.OrgTrustPo
 	for i, k := range keys {
 		p := byKey[k]
 		s.policies = append(s.policies, Policy{Key: k, Tags: trust.Tags(p), Publish: p.Spec.Publish})
+		s.cands = append(s.cands, trust.Candidate{Key: k, Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability})
 		pos[k] = int32(i)
+	}
+	// cands is in precedence order, so each org's rule list is best first.
+	for _, c := range cands {
+		sharers, _ := trust.EffectiveSharers(byKey[c.Key])
+		for _, sh := range sharers {
+			k, ok := parseUUID(sh.UUID)
+			if !ok {
+				continue
+			}
+			if s.sharers == nil {
+				s.sharers = map[uuidKey][]sharerRule{}
+			}
+			s.sharers[k] = append(s.sharers[k], sharerRule{policy: pos[c.Key], rule: sh})
+		}
 	}
 	s.counts = make([]int, len(keys))
 	for winner, won := range res.Won {
@@ -182,6 +201,46 @@ func (s *Snapshot) Lookup(orgUUID string) (Policy, bool) {
 	}
 	return s.policies[i], true
 }
+
+type sharerRule struct {
+	policy int32
+	rule   trust.Sharer
+}
+
+// LookupSource returns the policy that curates an event from src: the winner of
+// trust.Match between the creator's policy and the sharer rules matching the
+// sharer (and server), without a lock or an allocation. via says which rule matched.
+func (s *Snapshot) LookupSource(src trust.Source) (p Policy, via trust.Via, ok bool) {
+	if s == nil {
+		return Policy{}, "", false
+	}
+	best := int32(-1)
+	if k, valid := parseUUID(src.Creator); valid {
+		if i, found := s.orgs[k]; found {
+			best, via = i, trust.ViaCreator
+		}
+	}
+	if k, valid := parseUUID(src.Sharer); valid && len(s.sharers) > 0 {
+		for _, r := range s.sharers[k] {
+			if !r.rule.Matches(src) {
+				continue
+			}
+			// Rules are best first: the first match is the best sharer rule.
+			if best < 0 || (r.policy != best && trust.Beats(s.cands[r.policy], s.cands[best])) {
+				best, via = r.policy, trust.ViaSharer
+			}
+			break
+		}
+	}
+	if best < 0 {
+		return Policy{}, "", false
+	}
+	return s.policies[best], via, true
+}
+
+// HasSharers reports whether any policy has a sharer rule (when none has, the
+// sharer of an event never needs to be known).
+func (s *Snapshot) HasSharers() bool { return s != nil && len(s.sharers) > 0 }
 
 // Len is the number of organisations with a policy.
 func (s *Snapshot) Len() int {
@@ -246,6 +305,14 @@ func (i *Index) Swap(s *Snapshot) *Snapshot { return i.cur.Swap(s) }
 // Lookup returns the effective policy of an organisation in the current snapshot.
 func (i *Index) Lookup(orgUUID string) (Policy, bool) {
 	return i.cur.Load().Lookup(orgUUID)
+}
+
+// HasSharers is Snapshot.HasSharers on the current snapshot.
+func (i *Index) HasSharers() bool { return i.cur.Load().HasSharers() }
+
+// LookupSource is Snapshot.LookupSource on the current snapshot.
+func (i *Index) LookupSource(src trust.Source) (Policy, trust.Via, bool) {
+	return i.cur.Load().LookupSource(src)
 }
 
 // Diff returns the organisations (lower-case UUIDs, sorted) whose events must be curated

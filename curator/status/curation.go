@@ -21,11 +21,21 @@ type Outcome struct {
 	Time      time.Time
 
 	Tagged         bool
-	Published      bool
+	Published      bool // confirmed: a publish MISP only queued is not counted
+	Republished    bool // sent again after the queued one evidently failed
 	AlreadyCurated bool
-	// Err is set when the curation failed (the engine retries it; catch-up finds it again).
+	// DryRun: the MISPInstance is in dry run and this curation would have written (its
+	// plan was logged, nothing was sent); WouldTag and WouldPublish say what it would have
+	// done. Tagged and Published stay false.
+	DryRun       bool
+	WouldTag     bool
+	WouldPublish bool
+	// Err is set when the curation failed for good (catch-up finds the event again).
 	Err error
 }
+
+// dryRunMemory bounds the events a policy remembers as already counted by a dry run.
+const dryRunMemory = 4096
 
 // curation accumulates outcomes of one policy on top of the counters the status already
 // held when the curator first touched the policy (its baseline), so a restarted or
@@ -33,13 +43,40 @@ type Outcome struct {
 type curation struct {
 	uid types.UID // the policy object the counters belong to
 	cur v1alpha1.CurationStatus
+	// dryRun holds the events a dry run already counted: a duplicate message or a catch-up
+	// pass plans the same event again (a dry run changes nothing), and wouldTag and
+	// wouldPublish count events, as tagged and published do.
+	dryRun recentSet
+	// failures and refusals since the last Events were emitted (failures include refusals).
+	failures, refusals       int
+	lastFailure, lastRefusal Outcome
 }
 
 func (c *curation) add(o Outcome) {
+	if o.Republished {
+		c.cur.Republished++
+	}
 	switch {
 	case o.Err != nil:
 		c.cur.Failed++
 		c.cur.LastError = truncate(o.Err.Error(), maxErrorLen)
+		c.failures++
+		c.lastFailure = o
+		if publishRefused(o.Err) {
+			c.refusals++
+			c.lastRefusal = o
+		}
+		return
+	case o.DryRun:
+		if !c.dryRun.add(o.EventUUID, dryRunMemory) {
+			return
+		}
+		if o.WouldTag {
+			c.cur.WouldTag++
+		}
+		if o.WouldPublish {
+			c.cur.WouldPublish++
+		}
 		return
 	case o.Tagged || o.Published:
 		if o.Tagged {
@@ -65,8 +102,36 @@ func curationEqual(a, b *v1alpha1.CurationStatus) bool {
 		return a == b
 	}
 	return a.Tagged == b.Tagged && a.Published == b.Published && a.AlreadyCurated == b.AlreadyCurated &&
-		a.Failed == b.Failed && a.LastEventUUID == b.LastEventUUID && a.LastError == b.LastError &&
+		a.Failed == b.Failed && a.WouldTag == b.WouldTag && a.WouldPublish == b.WouldPublish &&
+		a.PublishesUnconfirmed == b.PublishesUnconfirmed && a.Republished == b.Republished &&
+		a.LastEventUUID == b.LastEventUUID && a.LastError == b.LastError &&
 		timeEqual(a.LastEventTime, b.LastEventTime)
+}
+
+// recentSet remembers the last n strings added.
+type recentSet struct {
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+// add reports whether s is new, remembering it (and forgetting the oldest beyond n).
+func (r *recentSet) add(s string, n int) bool {
+	if _, ok := r.set[s]; ok {
+		return false
+	}
+	if r.set == nil {
+		r.set = map[string]struct{}{}
+	}
+	if len(r.ring) < n {
+		r.ring = append(r.ring, s)
+	} else {
+		delete(r.set, r.ring[r.next])
+		r.ring[r.next] = s
+		r.next = (r.next + 1) % n
+	}
+	r.set[s] = struct{}{}
+	return true
 }
 
 func timeEqual(a, b *metav1.Time) bool {

@@ -1,6 +1,7 @@
 // Package status writes the curator's part of the CR statuses: status.curation of each
-// OrgTrustPolicy (what the curator did for the policy) and status.feed, status.catchUp and
-// the FeedConnected condition of each MISPInstance.
+// OrgTrustPolicy (what the curator did for the policy, publishes still unconfirmed) and
+// status.feed, status.catchUp and the FeedConnected and PublishesConfirmed conditions of
+// each MISPInstance.
 //
 // Two processes write these statuses (design.md "Status ownership"): the controller owns its
 // fields and condition types under the field manager misp-trust-controller, the curator owns

@@ -166,5 +166,5 @@ func catchUpEqual(a, b *v1alpha1.CatchUpStatus) bool {
 		return a == b
 	}
 	return timeEqual(a.Watermark, b.Watermark) && timeEqual(a.LastRunTime, b.LastRunTime) &&
-		a.EventsScanned == b.EventsScanned
+		a.EventsScanned == b.EventsScanned && a.SkippedRows == b.SkippedRows
 }

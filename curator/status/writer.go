@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
@@ -62,6 +63,9 @@ type Options struct {
 	Now         func() time.Time
 	Logger      logr.Logger
 	Metrics     *Metrics
+	// Recorder, when set, receives the curator's Events (events.go): the feed connected,
+	// lost or failing on MISPInstances; failed curations and refused publishes on policies.
+	Recorder events.EventRecorder
 }
 
 // CatchUp is the catch-up progress of one instance.
@@ -69,6 +73,7 @@ type CatchUp struct {
 	Watermark     time.Time
 	LastRun       time.Time
 	EventsScanned int64
+	SkippedRows   int64
 }
 
 // Writer batches the curator's status changes and applies them. It is safe for concurrent
@@ -88,6 +93,9 @@ type policyEntry struct {
 	base    v1alpha1.CurationStatus // what the status held when first read
 	acc     curation                // outcomes since
 	written *v1alpha1.CurationStatus
+	// unconfirmed is the policy's unconfirmed publishes now (SetUnconfirmed): a level,
+	// not added to the baseline.
+	unconfirmed int64
 }
 
 type instanceEntry struct {
@@ -102,6 +110,11 @@ type instanceEntry struct {
 	feedStatus  *v1alpha1.FeedStatus
 	cond        *metav1.Condition
 	lastCatchUp *v1alpha1.CatchUpStatus
+	// writtenReason is FeedConnected's reason as this process last wrote it ("" before its
+	// first write): what the feed Events compare with.
+	writtenReason string
+	publishing    *Publishing       // set by SetPublishing; nil: no PublishesConfirmed yet
+	pubCond       *metav1.Condition // PublishesConfirmed as read or last written
 }
 
 // NewWriter returns a Writer; nothing is written until Run.
@@ -148,6 +161,32 @@ func (w *Writer) RecordOutcome(o Outcome) {
 	e.acc.add(o)
 }
 
+// SetUnconfirmed records how many of the policy's events wait for the confirmation of a
+// publish MISP queued (status.curation.publishesUnconfirmed).
+func (w *Writer) SetUnconfirmed(policy types.NamespacedName, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.policies[policy]
+	if e == nil {
+		if n == 0 {
+			return
+		}
+		e = &policyEntry{}
+		w.policies[policy] = e
+	}
+	e.unconfirmed = int64(n)
+}
+
+// SetPublishing records the state of an instance's queued publishes (the
+// PublishesConfirmed condition); generation is as for SetFeed.
+func (w *Writer) SetPublishing(instance types.NamespacedName, generation int64, p Publishing) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.instance(instance)
+	e.generation = generation
+	e.publishing = &p
+}
+
 // SetFeed records the feed state of an instance; generation is the MISPInstance generation
 // the pipeline was built from (the condition's observedGeneration).
 func (w *Writer) SetFeed(instance types.NamespacedName, generation int64, f Feed) {
@@ -163,7 +202,7 @@ func (w *Writer) SetCatchUp(instance types.NamespacedName, c CatchUp) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	e := w.instance(instance)
-	cs := &v1alpha1.CatchUpStatus{EventsScanned: c.EventsScanned}
+	cs := &v1alpha1.CatchUpStatus{EventsScanned: c.EventsScanned, SkippedRows: c.SkippedRows}
 	if !c.Watermark.IsZero() {
 		t := metav1.NewTime(c.Watermark.UTC().Truncate(time.Second))
 		cs.Watermark = &t
@@ -287,6 +326,7 @@ func (w *Writer) flushPolicy(ctx context.Context, key types.NamespacedName) {
 	uid := e.uid
 	unchanged := curationEqual(want, e.written)
 	w.mu.Unlock()
+	w.emitPolicyEvents(key, uid, e)
 	if unchanged {
 		return
 	}
@@ -333,6 +373,10 @@ func (e *policyEntry) desired() *v1alpha1.CurationStatus {
 	out.Published += a.Published
 	out.AlreadyCurated += a.AlreadyCurated
 	out.Failed += a.Failed
+	out.WouldTag += a.WouldTag
+	out.WouldPublish += a.WouldPublish
+	out.Republished += a.Republished
+	out.PublishesUnconfirmed = e.unconfirmed
 	if a.LastEventUUID != "" {
 		out.LastEventUUID = a.LastEventUUID
 		out.LastEventTime = a.LastEventTime.DeepCopy()
@@ -375,8 +419,11 @@ func (w *Writer) flushInstance(ctx context.Context, key types.NamespacedName) {
 			e.feedStatus = obj.Status.Feed.DeepCopy()
 		}
 		for i := range obj.Status.Conditions {
-			if obj.Status.Conditions[i].Type == ConditionFeedConnected {
+			switch obj.Status.Conditions[i].Type {
+			case ConditionFeedConnected:
 				e.cond = obj.Status.Conditions[i].DeepCopy()
+			case ConditionPublishesConfirmed:
+				e.pubCond = obj.Status.Conditions[i].DeepCopy()
 			}
 		}
 		w.mu.Unlock()
@@ -384,7 +431,7 @@ func (w *Writer) flushInstance(ctx context.Context, key types.NamespacedName) {
 
 	now := w.opts.Now()
 	w.mu.Lock()
-	feed, cond, changed := e.desired(now, w.opts)
+	feed, cond, pubCond, changed := e.desired(now, w.opts)
 	uid := e.uid
 	catchUp := e.catchUp.DeepCopy()
 	w.mu.Unlock()
@@ -398,8 +445,14 @@ func (w *Writer) flushInstance(ctx context.Context, key types.NamespacedName) {
 	if catchUp != nil {
 		status["catchUp"] = catchUp
 	}
-	if cond != nil {
-		status["conditions"] = []*metav1.Condition{cond}
+	var conds []*metav1.Condition
+	for _, c := range []*metav1.Condition{cond, pubCond} {
+		if c != nil {
+			conds = append(conds, c)
+		}
+	}
+	if len(conds) > 0 {
+		status["conditions"] = conds
 	}
 	obj, err := partial(KindInstance, key, uid, status)
 	if err == nil {
@@ -409,15 +462,20 @@ func (w *Writer) flushInstance(ctx context.Context, key types.NamespacedName) {
 	case err == nil:
 		w.opts.Metrics.apply(KindInstance, resultApplied)
 		w.mu.Lock()
-		e.feedStatus, e.cond, e.lastCatchUp = feed, cond, catchUp
+		e.feedStatus, e.cond, e.pubCond, e.lastCatchUp = feed, cond, pubCond, catchUp
+		prevReason := e.writtenReason
+		if cond != nil {
+			e.writtenReason = cond.Reason
+		}
 		w.mu.Unlock()
+		w.emitFeedEvent(key, uid, prevReason, cond)
 	case apierrors.IsNotFound(err):
 		w.opts.Metrics.apply(KindInstance, resultNotFound)
 		w.dropInstance(key, e)
 	case apierrors.IsConflict(err):
 		w.opts.Metrics.apply(KindInstance, resultError)
 		w.mu.Lock()
-		e.loaded, e.feedStatus, e.cond, e.lastCatchUp = false, nil, nil, nil
+		e.loaded, e.feedStatus, e.cond, e.pubCond, e.lastCatchUp = false, nil, nil, nil, nil
 		w.mu.Unlock()
 	default:
 		w.opts.Metrics.apply(KindInstance, resultError)
@@ -433,10 +491,20 @@ func (w *Writer) dropInstance(key types.NamespacedName, e *instanceEntry) {
 	}
 }
 
-// desired computes status.feed and FeedConnected and reports whether anything differs from
-// what was last written (or read from the object at first). Caller holds the lock.
-func (e *instanceEntry) desired(now time.Time, o Options) (*v1alpha1.FeedStatus, *metav1.Condition, bool) {
-	feed, cond := e.feedStatus, e.cond
+// desired computes status.feed, FeedConnected and PublishesConfirmed and reports whether
+// anything differs from what was last written (or read from the object at first). Caller
+// holds the lock.
+func (e *instanceEntry) desired(now time.Time, o Options) (*v1alpha1.FeedStatus, *metav1.Condition, *metav1.Condition, bool) {
+	feed, cond, pubCond := e.feedStatus, e.cond, e.pubCond
+	if e.publishing != nil {
+		st, reason, msg := publishingCondition(*e.publishing)
+		c := metav1.Condition{Type: ConditionPublishesConfirmed, Status: st, Reason: reason, Message: msg,
+			ObservedGeneration: e.generation, LastTransitionTime: metav1.NewTime(now.UTC().Truncate(time.Second))}
+		if e.pubCond != nil && e.pubCond.Status == st {
+			c.LastTransitionTime = e.pubCond.LastTransitionTime
+		}
+		pubCond = &c
+	}
 	if e.feed != nil {
 		feed = feedStatus(*e.feed, e.feedStatus, o.MessageTimeResolution)
 		st, reason, msg := feedCondition(*e.feed, now, o.SilentAfter)
@@ -448,8 +516,8 @@ func (e *instanceEntry) desired(now time.Time, o Options) (*v1alpha1.FeedStatus,
 		cond = &c
 	}
 	changed := !feedStatusEqual(feed, e.feedStatus) || !conditionEqual(cond, e.cond) ||
-		!catchUpEqual(e.catchUp, e.lastCatchUp)
-	return feed, cond, changed
+		!conditionEqual(pubCond, e.pubCond) || !catchUpEqual(e.catchUp, e.lastCatchUp)
+	return feed, cond, pubCond, changed
 }
 
 func conditionEqual(a, b *metav1.Condition) bool {

@@ -23,6 +23,12 @@
 // equal those the engine counted (calls_consistent).
 //
 //	go run ./hack/bench -events 10000 -latency 0 -concurrency 8
+//
+// -mode capacity measures something else: the deployed curator (default options, the
+// adaptive client limit) against a tight reference client on capacity-limited doubles,
+// per event class and MISP size, and prints a table (capacity.go).
+//
+//	go run ./hack/bench -mode capacity -workers 1,2,8 -service 0s,70ms
 package main
 
 import (
@@ -68,6 +74,7 @@ type config struct {
 	child       bool
 	cpuProfile  string
 	memProfile  string
+	mode        string
 }
 
 func main() {
@@ -85,7 +92,37 @@ func main() {
 	flag.StringVar(&c.memProfile, "memprofile", "", "write a heap profile at the end to this file")
 	flag.StringVar(&c.double, "double", "child", "where the MISP double runs: child (its own process, so rss_mib is the curator's alone) or inprocess")
 	flag.BoolVar(&c.child, "child", false, "internal: run as the double's process")
+	flag.StringVar(&c.mode, "mode", "engine", "engine: the curation engine alone, unlimited, one JSON line; capacity: the deployed curator against a tight reference client on capacity-limited MISPs (capacity.go)")
+	var cc capConfig
+	workers := flag.String("workers", "1,2,8", "capacity mode: MISP request workers, comma-separated")
+	services := flag.String("service", "0s,70ms,real", "capacity mode: MISP service time per call, comma-separated; real: misptest.CalibratedCapacity (2 workers, the measured MISP 2.5.1)")
+	flag.Float64Var(&cc.seconds, "seconds", 10, "capacity mode: target length of one measured run (sets the events per class)")
+	flag.IntVar(&cc.maxEvent, "max-events", 2000, "capacity mode: events per class and run at most (and for 0 ms)")
+	flag.BoolVar(&cc.unlimited, "unlimited-curator", false, "capacity mode: run the curator with no client-side limit (to measure the adaptive limit itself)")
+	classes := flag.String("classes", "", "capacity mode: only these classes, comma-separated (default all)")
+	flag.BoolVar(&cc.slowdown, "slowdown", true, "capacity mode: also run the mid-run slowdown table")
 	flag.Parse()
+	if c.mode == "capacity" {
+		var err error
+		if cc.workers, err = parseList(*workers, strconv.Atoi); err == nil {
+			cc.services, err = parseList(*services, parseService)
+		}
+		if err == nil && *classes != "" {
+			cc.classes, err = parseList(*classes, func(s string) (engine.Class, error) { return engine.Class(s), nil })
+		}
+		if err == nil {
+			err = runCapacity(c, cc)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if c.mode != "engine" {
+		fmt.Fprintf(os.Stderr, "bench: -mode must be engine or capacity, not %q\n", c.mode)
+		os.Exit(2)
+	}
 	if c.child {
 		if err := runChild(c); err != nil {
 			fmt.Fprintln(os.Stderr, "bench double:", err)
@@ -345,6 +382,18 @@ func run(c config) (*result, error) {
 	}
 	runtime.KeepAlive(idx)
 	return res, nil
+}
+
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, f := range strings.Split(s, ",") {
+		v, err := parse(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func policy(name string, prio int32, grade string, publish bool) *v1alpha1.OrgTrustPolicy {

@@ -39,6 +39,8 @@ type demo struct {
 
 	mispURL, zmqEndpoint string
 	apiKey, zmqPassword  string
+	// metricsAddr is each operator process's Prometheus endpoint (host:port).
+	metricsAddr map[string]string
 }
 
 func (d *demo) step(msg string) {
@@ -105,12 +107,19 @@ func (d *demo) startMISP(ctx context.Context) error {
 // startOperator runs one of the operator's processes the way its Deployment
 // does, pointed at the demo cluster by a kubeconfig.
 func (d *demo) startOperator(ctx context.Context, component string) error {
+	metrics := freeAddr()
 	args := []string{component,
 		"--kubeconfig", d.kubeconfig,
-		"--metrics-bind-address", freeAddr(),
+		"--metrics-bind-address", metrics,
 		"--health-probe-bind-address", freeAddr(),
 		"--leader-election-namespace", demoNamespace,
 	}
+	d.mu.Lock()
+	if d.metricsAddr == nil {
+		d.metricsAddr = map[string]string{}
+	}
+	d.metricsAddr[component] = metrics
+	d.mu.Unlock()
 	_, err := d.spawn(ctx, component, filepath.Join(d.bin, "misp-trust-operator"), args, nil)
 	return err
 }

@@ -30,7 +30,26 @@ var orgs = map[string]string{
 	"PARTNER-HIGH":   "1521ae8b-48de-4766-8b2a-fdecef763fa8",
 	"PARTNER-MEDIUM": "7f1b3c2e-9d4a-4e8b-a6c5-0b2d4f6e8a19",
 	"UNKNOWN-FEED":   "3d0c6f0a-8f7e-4b1c-9a55-2e6b8d1f4c70",
+	"HUB":            "2b6f0c1e-3d4a-4c5b-8e9f-a0b1c2d3e4f5",
 }
+
+// hubServer is the seed's connected server to the HUB (the pulls of every other
+// event go through server 1, PARTNER-HIGH's).
+const hubServer = "2"
+
+// hubPolicy is the demo's sharer policy: events the HUB shares with us, whoever created
+// them, get grade b (trust by source, README "Trust by source").
+const hubPolicy = `apiVersion: misptrust.io/v1alpha1
+kind: OrgTrustPolicy
+metadata:
+  name: hub
+spec:
+  instanceRef: {name: misp-prod}
+  priority: 10
+  sourceReliability: b
+  sharingOrganisations:
+    - {uuid: 2b6f0c1e-3d4a-4c5b-8e9f-a0b1c2d3e4f5, name: HUB}
+`
 
 // applySamples applies config/samples/ unchanged except for where MISP is: the
 // samples point at an in-cluster MISP, the demo's runs on loopback.
@@ -90,11 +109,20 @@ func (d *demo) applySamples(ctx context.Context) error {
 		}
 		fmt.Fprintf(d.out, "         %s/%s created\n", strings.ToLower(meta.Kind), obj.GetName())
 	}
+	hub := &v1alpha1.OrgTrustPolicy{}
+	if err := yaml.UnmarshalStrict([]byte(hubPolicy), hub); err != nil {
+		return fmt.Errorf("hub policy: %w", err)
+	}
+	hub.SetNamespace(demoNamespace)
+	if err := d.k8s.Create(ctx, hub); err != nil {
+		return fmt.Errorf("apply the hub policy: %w", err)
+	}
+	fmt.Fprintf(d.out, "         orgtrustpolicy/hub created (sharingOrganisations: HUB, grade b)\n")
 	return nil
 }
 
 func (d *demo) waitReady(ctx context.Context) error {
-	d.step("waiting for the MISPInstance and both policies to be Ready")
+	d.step("waiting for the MISPInstance and the three policies to be Ready")
 	err := poll(ctx, func() (bool, error) {
 		var inst v1alpha1.MISPInstance
 		if err := d.k8s.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: "misp-prod"}, &inst); err != nil {
@@ -112,7 +140,7 @@ func (d *demo) waitReady(ctx context.Context) error {
 				return false, nil
 			}
 		}
-		return len(list.Items) == 2, nil
+		return len(list.Items) == 3, nil
 	})
 	if err != nil {
 		d.kubectlGet(context.Background())
@@ -131,6 +159,7 @@ type simEvent struct {
 	Label     string
 	Via       string // pull | push
 	Orgc      string
+	Sharer    string   // the HUB shared it (pushed it, or pulled through its server); "" otherwise
 	Tags      []string // the partner's (global) tags
 	Published bool
 
@@ -161,11 +190,13 @@ func (d *demo) scenario(ctx context.Context) ([]result, error) {
 		{Label: "pulled, untrusted", Via: "pull", Orgc: "UNKNOWN-FEED", Tags: []string{"tlp:green"}, Published: true},
 		{Label: "pushed, high trust", Via: "push", Orgc: "PARTNER-HIGH", Tags: []string{incomplete}, Published: false},
 		{Label: "pushed, untrusted", Via: "push", Orgc: "UNKNOWN-FEED", Tags: []string{"tlp:white"}, Published: false},
+		{Label: "pulled via the HUB, creator untrusted", Via: "pull", Orgc: "UNKNOWN-FEED", Sharer: "HUB", Tags: []string{"tlp:green"}, Published: true},
+		{Label: "pushed by the HUB, creator untrusted", Via: "push", Orgc: "UNKNOWN-FEED", Sharer: "HUB", Tags: []string{"tlp:green"}, Published: false},
 	}
 	if err := d.waitFeed(ctx); err != nil {
 		return nil, err
 	}
-	d.step("simulating partner syncs: 3 pulls, 2 pushes, then the medium event pulled again (duplicate)")
+	d.step("simulating partner syncs: 4 pulls, 3 pushes (2 shared by the HUB), then the medium event pulled again (duplicate)")
 	for _, e := range events {
 		if err := d.sync(ctx, e); err != nil {
 			return nil, err
@@ -205,10 +236,15 @@ func (d *demo) scenario(ctx context.Context) ([]result, error) {
 	return d.collect(ctx, events)
 }
 
-// expect fills in what each event should end up as, from the policies.
+// expect fills in what each event should end up as, from the policies: by creator, or
+// for the HUB's shares of untrusted creators by the hub policy (its priority 10 is below
+// the creator policies', so a trusted creator would win).
 func expect(events []*simEvent, policies map[string]*v1alpha1.OrgTrustPolicy) {
 	for _, e := range events {
 		p, ok := policies[orgs[e.Orgc]]
+		if !ok && e.Sharer != "" {
+			p, ok = policies["sharer:"+orgs[e.Sharer]]
+		}
 		if ok {
 			e.Policy = p.Name
 			e.WantTags = trust.Tags(p)
@@ -263,12 +299,16 @@ func (d *demo) policies(ctx context.Context) (map[string]*v1alpha1.OrgTrustPolic
 		if err != nil {
 			return nil, err
 		}
-		cands = append(cands, trust.Candidate{Key: trust.Key(p), Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: o})
+		sh, _ := trust.EffectiveSharers(p)
+		cands = append(cands, trust.Candidate{Key: trust.Key(p), Priority: trust.Priority(p), SourceReliability: p.Spec.SourceReliability, Orgs: o, Sharers: sh})
 		byKey[trust.Key(p)] = p
 	}
 	out := map[string]*v1alpha1.OrgTrustPolicy{}
 	for org, key := range trust.Resolve(cands).Winner {
 		out[org] = byKey[key]
+	}
+	for org, key := range trust.ResolveSharers(cands).Winner {
+		out[trust.SharerValuePrefix+org] = byKey[key]
 	}
 	return out, nil
 }
@@ -280,6 +320,12 @@ func (d *demo) sync(ctx context.Context, e *simEvent) error {
 		"attributes": 3,
 		"tags":       e.Tags,
 		"info":       fmt.Sprintf("Demo: %s event from %s", e.Label, e.Orgc),
+	}
+	switch {
+	case e.Sharer != "" && e.Via == "push":
+		spec["org"] = map[string]string{"uuid": orgs[e.Sharer], "name": e.Sharer} // the pushing partner owns it
+	case e.Sharer != "":
+		spec["server_id"] = hubServer
 	}
 	if e.UUID != "" {
 		spec = map[string]any{"uuid": e.UUID}
@@ -421,6 +467,9 @@ func (d *demo) kubectlGet(ctx context.Context) {
 }
 
 func (d *demo) serve(ctx context.Context) {
+	d.mu.Lock()
+	controllerMetrics, curatorMetrics := d.metricsAddr["controller"], d.metricsAddr["curator"]
+	d.mu.Unlock()
 	fmt.Fprintf(d.out, `
 Everything keeps running. In another shell:
 
@@ -434,8 +483,11 @@ Everything keeps running. In another shell:
   curl -s -X POST %s/_sim/pull -d '{"orgc":{"uuid":"%s","name":"CIRCL"},"published":true,"attributes":3}'
   curl -s %s/_sim/events
 
+  Metrics:       controller http://%s/metrics   curator http://%s/metrics
+
 Logs: %s   Ctrl-C stops everything.
-`, d.kubeconfig, demoNamespace, d.mispURL, demoNamespace, d.zmqEndpoint, demoNamespace, d.mispURL, orgs["CIRCL"], d.mispURL, d.work)
+`, d.kubeconfig, demoNamespace, d.mispURL, demoNamespace, d.zmqEndpoint, demoNamespace, d.mispURL, orgs["CIRCL"], d.mispURL,
+		controllerMetrics, curatorMetrics, d.work)
 	<-ctx.Done()
 }
 

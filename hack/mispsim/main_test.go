@@ -136,6 +136,7 @@ func TestMispsim(t *testing.T) {
 	seed := filepath.Join(t.TempDir(), "seed.json")
 	os.WriteFile(seed, []byte(`{
 	  "orgs": [{"name": "PARTNER-HIGH", "uuid": "1521ae8b-48de-4766-8b2a-fdecef763fa8"}],
+	  "servers": [{"name": "PARTNER-HIGH (instance B)", "remote_org": {"name": "PARTNER-HIGH"}}],
 	  "users": [{"org": {"name": "ORGNAME"}, "role": {"publish": true, "tagger": true}, "key": "PublisherKey000000000000000000000000000A"}],
 	  "warninglists": [{"name": "org-confidence-level-high", "type": "string", "category": "known", "description": "d",
 	                    "enabled": true, "entries": ["org_uuid:1521ae8b-48de-4766-8b2a-fdecef763fa8 # PARTNER-HIGH"]}],
@@ -158,6 +159,10 @@ func TestMispsim(t *testing.T) {
 		st, b := s.call(t, "GET", "/events/view/853475bb-cc6b-4e07-b345-ed9e47520557", pub, "")
 		if st != 200 || !bytes.Contains(b, []byte(`"PARTNER-HIGH"`)) {
 			t.Fatalf("%d %s", st, b)
+		}
+		st, b = s.call(t, "GET", "/servers/index", admin, "")
+		if st != 200 || !bytes.Contains(b, []byte(`"remote_org_id": "2"`)) || !bytes.Contains(b, []byte(`"uuid": "1521ae8b-48de-4766-8b2a-fdecef763fa8"`)) {
+			t.Errorf("seeded server link: %d %s", st, b)
 		}
 		st, b = s.call(t, "POST", "/warninglists/checkValue", pub, `["org_uuid:1521ae8b-48de-4766-8b2a-fdecef763fa8"]`)
 		if st != 200 || !bytes.Contains(b, []byte("org-confidence-level-high")) {

@@ -371,7 +371,13 @@ func (a *simAPI) stats(w http.ResponseWriter, _ *http.Request) {
 // ---- seed file ----
 
 type seedFile struct {
-	Orgs  []orgSpec `json:"orgs"`
+	Orgs []orgSpec `json:"orgs"`
+	// Servers are connected servers (pull links), ids 1, 2, … in this order; remote_org
+	// names the partner's organisation, the sharer of what is pulled through the link.
+	Servers []struct {
+		Name      string  `json:"name"`
+		RemoteOrg orgSpec `json:"remote_org"`
+	} `json:"servers"`
 	Users []struct {
 		Org  orgSpec `json:"org"`
 		Role struct {
@@ -426,6 +432,13 @@ func loadSeedFile(s *misptest.Server, path string) (seedCounts, error) {
 				*o = known
 			}
 		}
+	}
+	for i, sv := range f.Servers {
+		resolve(&sv.RemoteOrg)
+		if sv.RemoteOrg.UUID == "" && sv.RemoteOrg.ID == "" {
+			return n, fmt.Errorf("seed file: server %d: remote_org must name a seeded org or give a uuid", i+1)
+		}
+		s.AddServer(sv.Name, sv.RemoteOrg.org())
 	}
 	for i, u := range f.Users {
 		resolve(&u.Org)

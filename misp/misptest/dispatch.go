@@ -61,10 +61,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resetConn(w, true)
 		return
 	}
-	if s.applyFault(c, w, rt.route) {
-		return
+	answered, after := s.applyFault(c, w, rt.route)
+	switch {
+	case answered:
+	case after != nil:
+		s.serveThenFail(c, w, rt, *after)
+	case s.capacity != nil:
+		// A worker of the capacity model serves it, after its place in MISP's queue.
+		s.capacity.serve(c, rt.route, func() { s.serveMISP(c, rt) })
+	default:
+		s.serveMISP(c, rt)
 	}
-	s.serveMISP(c, rt)
 }
 
 // serveMISP is MISP's AppController::beforeFilter followed by the action.

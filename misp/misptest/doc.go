@@ -9,6 +9,12 @@
 // matching a deleted list, global tag changes that unpublish an event and bump its timestamp,
 // and the exact ZeroMQ message sequences of a pull or a push (misp/real/sync/README.md).
 //
+// By default every call is answered at once, however many arrive together. Options.Capacity
+// (capacity.go) makes it a MISP with finite resources instead: a request worker pool, service
+// times per route, a queue, CPU shared with background publish jobs on their own workers;
+// CalibratedCapacity reproduces the measured MISP 2.5.1 (misp/real/capacity.md).
+//
 // The double is wire-level: it does not import the project's MISP client. Tests talk to it
-// over HTTP and ZeroMQ exactly as they would talk to a real MISP.
+// over HTTP and ZeroMQ exactly as they would talk to a real MISP. (Its calibration benchmark,
+// BenchmarkCalibratedMISP, drives it through the client, as a test file.)
 package misptest

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,18 +16,29 @@ import (
 //
 // Every call first waits Latency. Then it fails with probability ErrorRate (decided by a
 // seeded generator per endpoint, so a test sees the same sequence every run). A failing call
-// has its connection dropped when DropConn is set, and otherwise gets ErrorStatus (500, 502 or
-// 429; 500 when unset). ErrorRate 0 with DropConn or ErrorStatus set means "every call fails".
+// has its connection dropped when DropConn is set, and otherwise gets ErrorStatus (500, 502,
+// 504 or 429; 500 when unset). ErrorRate 0 with DropConn or ErrorStatus set means "every call
+// fails".
+//
+// AfterCommit makes a failing call do its work first — the change is committed and its
+// ZeroMQ messages are sent — and only then fail as above: the proxy in front of MISP gave up
+// waiting (504, a dropped connection) while PHP finished the request. A client cannot tell
+// it from a call that never ran.
+//
+// Times > 0 removes the fault after that many failing calls (a blip, not an outage).
 type Fault struct {
 	Latency     time.Duration
 	ErrorRate   float64
 	ErrorStatus int
 	DropConn    bool
+	AfterCommit bool
+	Times       int
 }
 
 type faultState struct {
 	Fault
-	rng *rand.Rand
+	rng    *rand.Rand
+	failed int
 }
 
 // SetFault installs a fault for endpoint (a route such as "/events/index"; "" applies to every
@@ -57,8 +69,9 @@ func (s *Server) isDown() bool {
 	return s.down
 }
 
-// applyFault runs the fault for route, if any, and reports whether it answered the call.
-func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) bool {
+// applyFault runs the fault for route, if any, and reports whether it answered the call;
+// after is set when the call must be served first and then fail (Fault.AfterCommit).
+func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) (answered bool, after *Fault) {
 	s.faultMu.Lock()
 	fs := s.faults[route]
 	if fs == nil {
@@ -73,10 +86,19 @@ func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) bool {
 			p = 1
 		}
 		fail = p > 0 && fs.rng.Float64() < p
+		if fail && f.Times > 0 {
+			if fs.failed++; fs.failed >= f.Times {
+				for k, v := range s.faults {
+					if v == fs {
+						delete(s.faults, k)
+					}
+				}
+			}
+		}
 	}
 	s.faultMu.Unlock()
 	if fs == nil {
-		return false
+		return false, nil
 	}
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
@@ -84,18 +106,36 @@ func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) bool {
 		case <-t.C:
 		case <-c.r.Context().Done():
 			t.Stop()
-			return true
+			return true, nil
 		case <-s.closing:
 			t.Stop()
 		}
 	}
-	if !fail {
-		return false
+	switch {
+	case !fail:
+		return false, nil
+	case f.AfterCommit:
+		return false, &f
 	}
+	s.failCall(c, w, f)
+	return true, nil
+}
+
+// serveThenFail serves the call with its answer thrown away, then fails it as f says.
+func (s *Server) serveThenFail(c *call, w http.ResponseWriter, rt route, f Fault) {
+	answer := c.w
+	c.w = &discardWriter{header: http.Header{}}
+	s.serveMISP(c, rt)
+	c.w, c.status = answer, 0
+	s.failCall(c, w, f)
+}
+
+// failCall drops the connection or answers f's error status.
+func (s *Server) failCall(c *call, w http.ResponseWriter, f Fault) {
 	if f.DropConn {
 		c.finish()
 		resetConn(w, false)
-		return true
+		return
 	}
 	status := f.ErrorStatus
 	if status == 0 {
@@ -121,8 +161,14 @@ func (s *Server) applyFault(c *call, w http.ResponseWriter, route string) bool {
 	default:
 		c.errorJSON(status, "An Internal Error Has Occurred.")
 	}
-	return true
 }
+
+// discardWriter takes the answer of a call whose client will never see it.
+type discardWriter struct{ header http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
 
 // resetConn hijacks the connection and closes it without an answer; with rst the close
 // sends a TCP reset (linger 0) instead of a FIN.
@@ -148,4 +194,61 @@ func newJSONDecoder(b []byte) *json.Decoder {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	return dec
+}
+
+// RowFault is what is wrong with one event's row in /events/index answers.
+type RowFault int
+
+const (
+	// RowOK removes a row fault.
+	RowOK RowFault = iota
+	// RowWithoutUUID renders the event's row without its "uuid" (a damaged row, an export
+	// filter gone wrong): the page is valid JSON, the row unusable.
+	RowWithoutUUID
+	// RowBreaksPage makes every index page holding the event answer 500 "An Internal Error
+	// Has Occurred." (an event MISP cannot render — invalid UTF-8 in a field makes
+	// json_encode throw; inferred, not captured).
+	RowBreaksPage
+)
+
+// SetIndexRowFault damages the event's row in every later /events/index answer (RowOK
+// repairs it). The event itself is unchanged: /events/view and writes still work.
+func (s *Server) SetIndexRowFault(eventUUID string, f RowFault) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if s.rowFaults == nil {
+		s.rowFaults = map[string]RowFault{}
+	}
+	key := strings.ToLower(eventUUID)
+	if f == RowOK {
+		delete(s.rowFaults, key)
+		return
+	}
+	s.rowFaults[key] = f
+}
+
+// damageRows applies the row faults to one index page: it reports false when the page
+// must answer 500 instead, and removes "uuid" from the rows that lose it.
+func (s *Server) damageRows(events []*eventRec, rows []any) bool {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if len(s.rowFaults) == 0 {
+		return true
+	}
+	for i, ev := range events {
+		switch s.rowFaults[ev.uuid] {
+		case RowBreaksPage:
+			return false
+		case RowWithoutUUID:
+			row := rows[i].(obj)
+			kept := make(obj, 0, len(row))
+			for _, f := range row {
+				if f.K != "uuid" {
+					kept = append(kept, f)
+				}
+			}
+			rows[i] = kept
+		}
+	}
+	return true
 }

@@ -240,3 +240,87 @@ func TestConcurrentCallsAreSafe(t *testing.T) {
 		t.Errorf("%d attach calls", n)
 	}
 }
+
+func TestAfterCommitFaultCommitsThenFails(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fault  Fault
+		status int // 0: connection dropped
+	}{
+		{"504 from the proxy", Fault{ErrorStatus: 504, AfterCommit: true}, 504},
+		{"connection dropped", Fault{DropConn: true, AfterCommit: true}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t, Options{})
+			e := s.AddEvent(Event{Orgc: Org{UUID: "1521ae8b-48de-4766-8b2a-fdecef763fa8"}, Locked: true, Published: true, Attributes: 1,
+				Tags: []EventTag{{Name: `workflow:state="incomplete"`}}})
+			s.SetFault("/tags/removeTagFromObject", tc.fault)
+			body := map[string]any{"uuid": e.UUID, "tag": `workflow:state="incomplete"`}
+			req, _ := http.NewRequest("POST", s.URL()+"/tags/removeTagFromObject", strings.NewReader(`{"uuid":"`+e.UUID+`","tag":"workflow:state=\"incomplete\""}`))
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", s.AdminKey())
+			status := 0
+			if res, err := noRedirect.Do(req); err == nil {
+				status = res.StatusCode
+				res.Body.Close()
+			}
+			if status != tc.status {
+				t.Fatalf("status %d, want %d", status, tc.status)
+			}
+			got, _ := s.Event(e.UUID)
+			if len(got.Tags) != 0 || got.Published {
+				t.Fatalf("the removal was not committed: %+v", got)
+			}
+			// The client's retry finds nothing left to remove: the trap of a blind retry.
+			s.SetFault("/tags/removeTagFromObject", Fault{})
+			if r := do(t, s, "POST", "/tags/removeTagFromObject", s.AdminKey(), body); r.status != 404 {
+				t.Fatalf("retry: %d %s", r.status, r.body)
+			}
+			if reqs := s.Requests(); reqs[0].Status != tc.status {
+				t.Errorf("recorded status %d, want %d", reqs[0].Status, tc.status)
+			}
+		})
+	}
+}
+
+func TestIndexRowFaults(t *testing.T) {
+	s := newTestServer(t, Options{})
+	var events []Event
+	for range 5 {
+		events = append(events, s.AddEvent(Event{Orgc: Org{UUID: "1521ae8b-48de-4766-8b2a-fdecef763fa8"}, Locked: true, Attributes: 1}))
+	}
+	page := func(limit, p int) resp {
+		return do(t, s, "POST", "/events/index", s.AdminKey(), map[string]any{"limit": limit, "page": p, "sort": "id", "direction": "asc"})
+	}
+	s.SetIndexRowFault(events[1].UUID, RowWithoutUUID)
+	r := page(5, 1)
+	rows, _ := r.decode(t).([]any)
+	if r.status != 200 || len(rows) != 5 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	for i, row := range rows {
+		_, has := row.(map[string]any)["uuid"]
+		if has == (i == 1) {
+			t.Errorf("row %d has uuid: %v", i, has)
+		}
+	}
+	s.SetIndexRowFault(events[1].UUID, RowOK)
+	s.SetIndexRowFault(events[3].UUID, RowBreaksPage)
+	for _, tc := range []struct{ limit, page, status int }{{5, 1, 500}, {2, 1, 200}, {2, 2, 500}, {1, 3, 200}, {1, 4, 500}, {1, 5, 200}} {
+		if r := page(tc.limit, tc.page); r.status != tc.status {
+			t.Errorf("limit %d page %d: %d, want %d", tc.limit, tc.page, r.status, tc.status)
+		}
+	}
+	if r := do(t, s, "POST", "/events/index", s.AdminKey(), map[string]any{"eventid": events[3].UUID}); r.status != 500 {
+		t.Errorf("the event's own metadata read: %d, want 500", r.status)
+	}
+}
+
+func TestFaultTimesEndsTheFault(t *testing.T) {
+	s := newTestServer(t, Options{})
+	s.SetFault("/servers/getVersion", Fault{ErrorStatus: 504, Times: 2})
+	if got := statusSequence(t, s, "/servers/getVersion", 4); !equalInts(got, []int{504, 504, 200, 200}) {
+		t.Fatalf("statuses %v, want two failures then successes", got)
+	}
+}

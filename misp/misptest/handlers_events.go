@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // visibleLocked is the double's event ACL: site admins see everything; others see their own
@@ -303,6 +302,10 @@ func (s *Server) handleEventsIndex(c *call) {
 		}
 	}
 	s.mu.Unlock()
+	if !s.damageRows(events, rows) {
+		c.internalError()
+		return
+	}
 	c.w.Header().Set("X-Result-Count", strconv.Itoa(total))
 	c.view(http.StatusOK, rows)
 }
@@ -434,8 +437,8 @@ func (s *Server) publishAction(c *call, action, syncMsg, queuedMsg string) {
 	}
 	id := itoa(ev.id)
 	if s.opts.BackgroundJobs && c.named["disable_background_processing"] != "1" {
+		s.queuePublishLocked(ev, action)
 		s.mu.Unlock()
-		s.queuePublish(ev.id)
 		c.saveSuccess("events", action, id, queuedMsg)
 		return
 	}
@@ -452,29 +455,6 @@ func (s *Server) publishLocked(ev *eventRec) Message {
 	ev.published = true
 	ev.publishTimestamp = s.now().Unix()
 	return m
-}
-
-// queuePublish runs a publish JobDelay later, like a SimpleBackgroundJobs worker.
-func (s *Server) queuePublish(eventID int) {
-	s.jobs.Add(1)
-	go func() {
-		defer s.jobs.Done()
-		t := time.NewTimer(s.opts.JobDelay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.closing:
-			return
-		}
-		s.mu.Lock()
-		ev := s.events[eventID]
-		if ev == nil {
-			s.mu.Unlock()
-			return
-		}
-		m := s.publishLocked(ev)
-		s.unlockAndPublish([]Message{m})
-	}()
 }
 
 // POST /events/unpublish/{id|uuid} (api/54): misp_json_event "edit" with published false,

@@ -19,6 +19,8 @@ var routes = map[string]handler{
 	"servers/getversion":        {route: "/servers/getVersion", fn: (*Server).handleGetVersion},
 	"servers/getpymispversion":  {route: "/servers/getPyMISPVersion", fn: (*Server).handleGetPyMISPVersion},
 	"servers/getsetting":        {route: "/servers/getSetting", fn: (*Server).handleGetSetting, acl: aclSiteAdmin},
+	"servers/index":             {route: "/servers/index", fn: (*Server).handleServersIndex, acl: aclSiteAdmin},
+	"organisations/index":       {route: "/organisations/index", fn: (*Server).handleOrganisationsIndex},
 	"users/view":                {route: "/users/view", fn: (*Server).handleUsersView},
 	"attributes/describetypes":  {route: "/attributes/describeTypes", fn: (*Server).handleDescribeTypes},
 	"events/index":              {route: "/events/index", fn: (*Server).handleEventsIndex},

@@ -126,6 +126,7 @@ func (s *Server) seedState() {
 	s.orgs = map[int]*orgRec{}
 	s.users = map[int]*userRec{}
 	s.syncUsers = map[int]*userRec{}
+	s.servers = nil
 	s.tags = map[int]*tagRec{}
 	s.events = map[int]*eventRec{}
 	s.eventsByUUID = map[string]*eventRec{}

@@ -29,10 +29,14 @@ type Options struct {
 	HeartbeatEvery time.Duration
 	// BackgroundJobs makes /events/publish and /events/alert answer "Job queued" and apply the
 	// publish JobDelay later, like MISP.background_jobs=true (the usual production setting).
+	// Jobs can fail, vanish or wait for stopped workers: see jobs.go.
 	BackgroundJobs bool
 	// JobDelay is how long a queued publish waits for its "worker"; default 300ms (the real
 	// worker took ~330ms in sync/api/63).
 	JobDelay time.Duration
+	// Capacity serves requests with a finite worker pool, service times and a background
+	// job queue (capacity.go); nil: every call is answered at once (unit tests).
+	Capacity *Capacity
 	// Logf receives one line per notable event (unmodelled endpoints, skipped pulls). Never
 	// given secrets.
 	Logf func(format string, args ...any)
@@ -95,6 +99,7 @@ type Server struct {
 	users          map[int]*userRec
 	nextUserID     int
 	syncUsers      map[int]*userRec // per org: the user a partner pushes with
+	servers        []*serverRec     // connected servers (server links), by ascending id
 	tags           map[int]*tagRec
 	tagOrder       []int
 	nextTagID      int
@@ -120,12 +125,16 @@ type Server struct {
 	bytes    int64
 	requests []RequestRecord
 
-	faultMu sync.Mutex
-	faults  map[string]*faultState
-	down    bool
+	faultMu   sync.Mutex
+	faults    map[string]*faultState
+	rowFaults map[string]RowFault // by event uuid (faults.go)
+	down      bool
 
 	adminMu sync.RWMutex
 	admin   http.Handler
+
+	jobq     jobQueue  // background jobs (jobs.go)
+	capacity *capacity // nil: unlimited
 
 	jobs    sync.WaitGroup
 	closing chan struct{}
@@ -180,7 +189,11 @@ func Start(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.rng = rand.New(rand.NewPCG(opts.Seed, 0x6d697370))
+	if opts.Capacity != nil {
+		s.capacity = newCapacity(*opts.Capacity, opts.Seed, s.closing, &s.jobs)
+	}
 	s.seedState()
+	s.jobq.init(opts.Seed)
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -197,6 +210,8 @@ func Start(opts Options) (*Server, error) {
 		s.pub = p
 	}
 	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.jobs.Add(1)
+	go s.runJobs()
 	go func() {
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logf("misptest: HTTP server stopped: %v", err)

@@ -67,4 +67,7 @@ func (s *Server) ResetStats() {
 	s.writes = 0
 	s.bytes = 0
 	s.requests = nil
+	if s.capacity != nil {
+		s.capacity.resetStats()
+	}
 }
