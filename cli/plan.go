@@ -409,7 +409,7 @@ func ofInstance(set policySet, instance string) []*v1alpha1.OrgTrustPolicy {
 type side struct {
 	policies []*v1alpha1.OrgTrustPolicy
 	orgs     map[string][]trust.Org // policy key → effective organisations
-	missing  map[string]bool        // policy key → an organisationsFrom source is missing
+	missing  map[string]bool        // policy key → an organisationsFrom source is missing or not opted in
 	cands    map[string]trust.Candidate
 	res      trust.Resolution
 	sharers  trust.Resolution // trust.ResolveSharers: which list holds each sharer entry
