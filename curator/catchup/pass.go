@@ -16,7 +16,6 @@ import (
 	"github.com/misptrust/misp-trust-operator/curator/engine"
 	"github.com/misptrust/misp-trust-operator/curator/index"
 	"github.com/misptrust/misp-trust-operator/misp"
-	"github.com/misptrust/misp-trust-operator/trust"
 )
 
 // pass is one catch-up pass.
@@ -150,12 +149,8 @@ func (r *Runner) consider(ctx context.Context, m misp.EventMeta, readAt time.Tim
 // names the server, so catch-up matches pulls by creator only; the feed's
 // *_from_connected_server is what matches them by sharer.
 func (r *Runner) policyOf(ctx context.Context, m misp.EventMeta) (index.Policy, bool) {
-	if r.opts.Sharers == nil || !r.opts.Index.HasSharers() {
-		return r.opts.Index.Lookup(m.OrgcUUID)
-	}
-	sharer, _, _ := r.opts.Sharers.Sharer(ctx, m.OrgID, "")
-	p, _, ok := r.opts.Index.LookupSource(trust.Source{Creator: m.OrgcUUID, Sharer: sharer})
-	return p, ok
+	match := engine.PolicyOf(ctx, r.opts.Index, r.opts.Sharers, m.OrgcUUID, m.OrgID, "")
+	return match.Policy, match.Trusted
 }
 
 // scan pages through one search; visit returns whether it enqueued the event. The rows it

@@ -264,19 +264,42 @@ func (e *Engine) curateOnce(ctx context.Context, uuid string, t trigger, forceRe
 	return a
 }
 
-// lookup finds the policy of the event: by its creator alone, or — bySharer — by
-// trust.Match over the creator and the sharer (the partner that pushed it, or the
-// remote org of the server it was pulled through). A sharer id missing from the table
-// leaves the sharer unknown: the creator decides.
+// lookup finds the policy of the event with PolicyOf (by its creator alone unless
+// bySharer) and records the sharer and the calls a table refresh made.
 func (e *Engine) lookup(ctx context.Context, a *attempt, owner, server string, bySharer bool) (index.Policy, trust.Via, bool) {
+	sharers := e.opts.Sharers
 	if !bySharer {
-		pol, ok := e.opts.Index.Lookup(a.orgc)
-		return pol, trust.ViaCreator, ok
+		sharers = nil
 	}
-	sharer, _, calls := e.opts.Sharers.Sharer(ctx, owner, server)
-	a.out.Calls += calls
-	a.out.SharerUUID = sharer
-	return e.opts.Index.LookupSource(trust.Source{Creator: a.orgc, Sharer: sharer, Server: server})
+	m := PolicyOf(ctx, e.opts.Index, sharers, a.orgc, owner, server)
+	a.out.Calls += m.Calls
+	a.out.SharerUUID = m.SharerUUID
+	return m.Policy, m.Via, m.Trusted
+}
+
+// Match is the policy PolicyOf found for an event.
+type Match struct {
+	Policy     index.Policy
+	Via        trust.Via // which rule of Policy matched: creator or sharer
+	SharerUUID string    // the sharer, when it was looked up and known
+	Calls      int       // MISP calls a refresh of the sharers table made
+	Trusted    bool      // a policy curates the event
+}
+
+// PolicyOf is the one rule that finds the policy of an event, for the engine and
+// catch-up: by its creator alone, or — while a policy of idx has sharer rules and
+// sharers is set — by trust.Match over the creator and the sharer (the partner that
+// pushed it, named by its owner org id, or the remote org of the server it was pulled
+// through). A sharer id missing from the table leaves the sharer unknown: the creator
+// decides.
+func PolicyOf(ctx context.Context, idx *index.Index, sharers Sharers, creator, owner, server string) Match {
+	if sharers == nil || !idx.HasSharers() {
+		pol, ok := idx.Lookup(creator)
+		return Match{Policy: pol, Via: trust.ViaCreator, Trusted: ok}
+	}
+	sharer, _, calls := sharers.Sharer(ctx, owner, server)
+	pol, via, ok := idx.LookupSource(trust.Source{Creator: creator, Sharer: sharer, Server: server})
+	return Match{Policy: pol, Via: via, SharerUUID: sharer, Calls: calls, Trusted: ok}
 }
 
 // failed classifies an error of one step.

@@ -192,7 +192,6 @@ func (e *Engine) learnRow(m feed.Message, now time.Time) {
 	}
 	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, owner: m.OrgID, locked: true, ts: m.Timestamp}
 	if had {
-		h.wrote = old.wrote
 		h.keep(old)
 	}
 	e.putHint(m.EventUUID, h, now)
@@ -218,9 +217,6 @@ func (e *Engine) learnPublishAnyway(m feed.Message, now time.Time) {
 	old, had := e.hints.get(m.EventUUID, now)
 	h := &hint{eventID: m.EventID, orgc: m.OrgcUUID, owner: m.OrgID, known: true, locked: m.Locked, ts: m.Timestamp,
 		state: eventState{Published: true, Tags: make([]misp.Tag, 0, len(m.Tags))}}
-	if had {
-		h.wrote = old.wrote
-	}
 	for _, t := range m.Tags {
 		h.state.Tags = append(h.state.Tags, misp.Tag{Name: t.Name, Local: t.Local})
 	}
@@ -258,7 +254,7 @@ func (e *Engine) learnTag(m feed.Message, now time.Time) {
 func (e *Engine) learnCurated(uuid, orgc string, st eventState, changed bool, now time.Time) {
 	h := &hint{orgc: orgc, known: true, locked: true, curated: true, state: st}
 	if old, ok := e.hints.get(uuid, now); ok {
-		h.ts, h.wrote = old.ts, old.wrote
+		h.ts = old.ts
 		h.keep(old)
 	}
 	if changed {
@@ -267,8 +263,10 @@ func (e *Engine) learnCurated(uuid, orgc string, st eventState, changed bool, no
 	e.putHint(uuid, h, now)
 }
 
-// keep fills what a newer message did not say from the older hint.
+// keep fills what a newer message did not say from the older hint, and keeps when our
+// last write to the event was (no message says it).
 func (h *hint) keep(old *hint) {
+	h.wrote = old.wrote
 	if h.eventID == "" {
 		h.eventID = old.eventID
 	}
