@@ -7,20 +7,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/hack/proc"
 )
 
 // demo holds everything the demo started, so cleanup can stop all of it.
@@ -35,7 +33,7 @@ type demo struct {
 	k8s        client.Client
 
 	mu    sync.Mutex
-	procs map[string]*process
+	procs map[string]*proc.Process
 
 	mispURL, zmqEndpoint string
 	apiKey, zmqPassword  string
@@ -79,7 +77,7 @@ func (d *demo) startCluster() error {
 func (d *demo) startMISP(ctx context.Context) error {
 	d.apiKey = randomAlnum(40)
 	d.zmqPassword = randomAlnum(24)
-	httpAddr, zmqAddr := freeAddr(), freeAddr()
+	httpAddr, zmqAddr := proc.FreeAddr(), proc.FreeAddr()
 	d.mispURL = "http://" + httpAddr
 	d.zmqEndpoint = "tcp://" + zmqAddr
 	p, err := d.spawn(ctx, "mispsim", filepath.Join(d.bin, "mispsim"),
@@ -92,8 +90,8 @@ func (d *demo) startMISP(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("mispsim exited at start; see %s", p.logPath)
+		if p.Exited() {
+			return fmt.Errorf("mispsim exited at start; see %s", p.LogPath)
 		}
 		var v map[string]any
 		if err := d.mispGET(ctx, "/servers/getVersion", &v); err == nil {
@@ -101,17 +99,17 @@ func (d *demo) startMISP(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("mispsim did not answer within 20s; see %s", p.logPath)
+	return fmt.Errorf("mispsim did not answer within 20s; see %s", p.LogPath)
 }
 
 // startOperator runs one of the operator's processes the way its Deployment
 // does, pointed at the demo cluster by a kubeconfig.
 func (d *demo) startOperator(ctx context.Context, component string) error {
-	metrics := freeAddr()
+	metrics := proc.FreeAddr()
 	args := []string{component,
 		"--kubeconfig", d.kubeconfig,
 		"--metrics-bind-address", metrics,
-		"--health-probe-bind-address", freeAddr(),
+		"--health-probe-bind-address", proc.FreeAddr(),
 		"--leader-election-namespace", demoNamespace,
 	}
 	d.mu.Lock()
@@ -130,7 +128,7 @@ func (d *demo) stopProcess(name string) {
 	delete(d.procs, name)
 	d.mu.Unlock()
 	if p != nil {
-		p.stop()
+		p.Stop()
 	}
 }
 
@@ -140,7 +138,7 @@ func (d *demo) cleanup() {
 	d.procs = nil
 	d.mu.Unlock()
 	for _, p := range procs {
-		p.stop()
+		p.Stop()
 	}
 	if d.env != nil {
 		if err := d.env.Stop(); err != nil {
@@ -149,73 +147,22 @@ func (d *demo) cleanup() {
 	}
 }
 
-// process is one child process with its log file.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
-
-func (d *demo) spawn(ctx context.Context, name, path string, args, env []string) (*process, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%s: %w (run `make demo`, which builds it)", path, err)
+func (d *demo) spawn(ctx context.Context, name, path string, args, env []string) (*proc.Process, error) {
+	var echo io.Writer
+	if d.verbose {
+		echo = prefixWriter(d.out, name)
 	}
-	logPath := filepath.Join(d.work, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := proc.Start(d.work, name, path, args, env, echo)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
-	// Its own process group: a Ctrl-C on the demo reaches the demo, which then
-	// stops every child in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var sink io.Writer = logFile
-	if d.verbose {
-		sink = io.MultiWriter(logFile, prefixWriter(d.out, name))
-	}
-	cmd.Stdout, cmd.Stderr = sink, sink
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
 	d.mu.Lock()
 	if d.procs == nil {
-		d.procs = map[string]*process{}
+		d.procs = map[string]*proc.Process{}
 	}
 	d.procs[name] = p
 	d.mu.Unlock()
 	return p, nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop asks politely (SIGTERM, as the kubelet does), then insists.
-func (p *process) stop() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
 }
 
 func prefixWriter(w io.Writer, name string) io.Writer {
@@ -228,16 +175,6 @@ func prefixWriter(w io.Writer, name string) io.Writer {
 		}
 	}()
 	return pw
-}
-
-// freeAddr returns a loopback address with a port nobody listens on.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("no free loopback port: %v", err))
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func randomAlnum(n int) string {

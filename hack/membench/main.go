@@ -23,10 +23,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -42,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/misptrust/misp-trust-operator/api/v1alpha1"
+	"github.com/misptrust/misp-trust-operator/hack/proc"
 	"github.com/misptrust/misp-trust-operator/hack/testenv"
 )
 
@@ -129,11 +128,11 @@ func run(ctx context.Context, c config) (res result, err error) {
 	if err != nil {
 		return res, err
 	}
-	var procs []*process
+	var procs []*proc.Process
 	var env *testenv.Env
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
+			procs[i].Stop()
 		}
 		if env != nil {
 			_ = env.Stop()
@@ -158,7 +157,7 @@ func run(ctx context.Context, c config) (res result, err error) {
 	}
 	k8s := env.Client
 
-	mispAddr := freeAddr()
+	mispAddr := proc.FreeAddr()
 	misp, err := spawn(work, "mispsim", filepath.Join(bin, "mispsim"), []string{"-listen", mispAddr, "-no-zmq"},
 		[]string{"MISPSIM_API_KEY=" + apiKey})
 	if err != nil {
@@ -197,13 +196,13 @@ func run(ctx context.Context, c config) (res result, err error) {
 	indexed := regexp.MustCompile(`"curation pipeline started".*"organisations":(\d+)`)
 	readyAt, indexAt := time.Time{}, time.Time{}
 	err = waitFor(ctx, c.timeout, func() (bool, error) {
-		for _, p := range []*process{ctrlProc, curProc} {
-			if p.exited() {
-				return false, fmt.Errorf("%s exited (out of memory?); see %s", p.name, p.logPath)
+		for _, p := range []*proc.Process{ctrlProc, curProc} {
+			if p.Exited() {
+				return false, fmt.Errorf("%s exited (out of memory?); see %s", p.Name, p.LogPath)
 			}
 		}
 		if indexAt.IsZero() {
-			if m := lastMatch(curProc.logPath, indexed); m != nil {
+			if m := lastMatch(curProc.LogPath, indexed); m != nil {
 				res.IndexedOrgs, _ = strconv.Atoi(m[1])
 				indexAt = time.Now()
 			}
@@ -247,16 +246,16 @@ func run(ctx context.Context, c config) (res result, err error) {
 	}
 	res.ResyncViews = res.ResyncCalls["/warninglists/view"]
 	res.ResyncBytesServed = after.BytesServed - before.BytesServed
-	if ctrlProc.exited() || curProc.exited() {
+	if ctrlProc.Exited() || curProc.Exited() {
 		return res, errors.New("a component exited during the resync")
 	}
 	if res.ReadyAfterResync, err = allReady(ctx, k8s, c.policies); err != nil {
 		return res, err
 	}
 
-	res.ControllerPeakRSSMiB = procKiB(ctrlProc.pid(), "VmHWM") / 1024
-	res.CuratorPeakRSSMiB = procKiB(curProc.pid(), "VmHWM") / 1024
-	res.ControllerRSSAfterMiB = procKiB(ctrlProc.pid(), "VmRSS") / 1024
+	res.ControllerPeakRSSMiB = procKiB(ctrlProc.Pid(), "VmHWM") / 1024
+	res.CuratorPeakRSSMiB = procKiB(curProc.Pid(), "VmHWM") / 1024
+	res.ControllerRSSAfterMiB = procKiB(ctrlProc.Pid(), "VmRSS") / 1024
 	res.WithinLimits = res.ControllerPeakRSSMiB < float64(res.ControllerLimitMiB) && res.CuratorPeakRSSMiB < float64(res.CuratorLimitMiB) &&
 		res.IndexedOrgs == c.orgs
 	return res, nil
@@ -399,63 +398,6 @@ func procKiB(pid int, field string) float64 {
 	return 0
 }
 
-type process struct {
-	name, logPath string
-	cmd           *exec.Cmd
-	done          chan struct{}
-}
-
-func spawn(work, name, path string, args, env []string) (*process, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%s: %w (run `make build`)", path, err)
-	}
-	logPath := filepath.Join(work, name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logFile.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *process) stop() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("no free loopback port: %v", err))
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+func spawn(work, name, path string, args, env []string) (*proc.Process, error) {
+	return proc.Start(work, name, path, args, env, nil)
 }
