@@ -38,9 +38,20 @@ func (n noMISP) Publish(context.Context, string) (string, error) {
 func BenchmarkUntrustedPull(b *testing.B) {
 	idx := &index.Index{}
 	idx.Store(defaultSnapshot())
+	benchUntrustedPulls(b, Options{Index: idx}, func(Outcome) {})
+}
+
+// benchUntrustedPulls hands b.N untrusted pulls (row message, then
+// add_from_connected_server) to an engine built from opts (two workers, a MISP that
+// fails the benchmark when called) and waits for every outcome, each checked by check.
+func benchUntrustedPulls(b *testing.B, opts Options, check func(Outcome)) {
 	var done atomic.Int64
-	eng := New(Options{Index: idx, MISP: noMISP{b}, Concurrency: 2, MaxPending: b.N + 1,
-		OnOutcome: func(Outcome) { done.Add(1) }})
+	opts.MISP, opts.Concurrency, opts.MaxPending = noMISP{b}, 2, b.N+1
+	opts.OnOutcome = func(o Outcome) {
+		check(o)
+		done.Add(1)
+	}
+	eng := New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go eng.Run(ctx)

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"reflect"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,29 +252,9 @@ func BenchmarkUntrustedPullWithSharers(b *testing.B) {
 	if _, err := tab.Load(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	var done atomic.Int64
-	eng := New(Options{Index: idx, MISP: noMISP{b}, Sharers: tab, Concurrency: 2, MaxPending: b.N + 1,
-		OnOutcome: func(o Outcome) {
-			if o.SharerUUID != orgHigh {
-				b.Errorf("sharer %q, want the server link's remote org", o.SharerUUID)
-			}
-			done.Add(1)
-		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go eng.Run(ctx)
-	row := frame(b, "event_add_pulled_row")
-	row.OrgcUUID = orgUntrusted
-	pull := frame(b, "event_add_from_server_uuid")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		u := fmt.Sprintf("5a3c2fcd-8328-42bb-a95e-%012x", i)
-		row.EventUUID, pull.EventUUID = u, u
-		eng.HandleMessage(row)
-		eng.HandleMessage(pull)
-	}
-	for done.Load() < int64(b.N) {
-		time.Sleep(50 * time.Microsecond)
-	}
+	benchUntrustedPulls(b, Options{Index: idx, Sharers: tab}, func(o Outcome) {
+		if o.SharerUUID != orgHigh {
+			b.Errorf("sharer %q, want the server link's remote org", o.SharerUUID)
+		}
+	})
 }
