@@ -152,22 +152,14 @@ func TestParseCandidatesOnCapturedFrames(t *testing.T) {
 
 // candidateBenchFrames are BenchmarkParse's frames, less the ignored topic
 // (all candidates share Parse's topic lookup).
-func candidateBenchFrames(b *testing.B) []struct {
-	name  string
-	frame []byte
-} {
-	return []struct {
-		name  string
-		frame []byte
-	}{
-		{"event_add_row", readFrame(b, "event_add_pulled_row")},
-		{"event_edit_row_4_tags", readFrame(b, "event_edit_pulled_local_tags_null_reltype")},
-		{"add_from_connected_server", readFrame(b, "event_add_from_server_uuid")},
-		{"tag_attached_to_event", readFrame(b, "tag_attached_to_event_local")},
-		{"heartbeat", readFrame(b, "self_heartbeat")},
-		{"publish_3KiB", readFrame(b, "publish_pulled_local_tags")},
-		{"publish_10MiB", bigPublishFrame(b, 10<<20)},
+func candidateBenchFrames(b *testing.B) []benchFrame {
+	var out []benchFrame
+	for _, f := range parseBenchFrames(b) {
+		if f.name != "audit_ignored" {
+			out = append(out, f)
+		}
 	}
+	return out
 }
 
 // BenchmarkParseCandidates runs Parse ("scanner") and each candidate on the
